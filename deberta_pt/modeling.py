@@ -1,0 +1,659 @@
+"""DeBERTa (v1) in PyTorch: embeddings, disentangled attention, encoder, heads.
+
+`deberta_tf/modeling.py` mirrors this file class for class and name for name; attribute names are the
+checkpoint weight names. Shapes: B batch, L sequence length, H heads, d head size, R = config.attention_span.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from deberta_common import rules
+from deberta_common.config import DebertaConfig
+from deberta_common.outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+from .pretrained import DebertaPreTrainedModel
+
+ACT2FN = {
+    "gelu": nn.GELU(),
+    "gelu_python": nn.GELU(),
+    "gelu_new": nn.GELU(approximate="tanh"),
+    "gelu_fast": nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU(),
+    "tanh": nn.Tanh(),
+    "sigmoid": nn.Sigmoid(),
+    "silu": nn.SiLU(),
+    "swish": nn.SiLU(),
+    "linear": nn.Identity(),
+}
+
+
+def build_relative_position(query_size: int, key_size: int, span: int, device: torch.device) -> torch.Tensor:
+    """(Lq, Lk) index into the 2*span relative embeddings: clamp(i - j + span, 0, 2*span - 1).
+
+    Built once per forward and shared by every layer, batch row and head.
+    """
+    q_ids = torch.arange(query_size, device=device)
+    k_ids = torch.arange(key_size, device=device)
+    return (q_ids[:, None] - k_ids[None, :] + span).clamp(0, 2 * span - 1)
+
+
+def check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
+    """Raise ValueError naming `name` when an id is outside [0, limit): an embedding gather would fail or lie."""
+    if ids.numel() and not torch.compiler.is_compiling():
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= limit:
+            raise ValueError(f"{name} must be in [0, {limit}), got values in [{low}, {high}]")
+
+
+# ----------------------------------------------------------------------------- embeddings
+class DebertaEmbeddings(nn.Module):
+    """Token (+ absolute position, + token type) embeddings -> (B, L, hidden), zeroed at padded positions."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.position_biased_input = config.position_biased_input
+        if config.position_biased_input:
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
+        if config.type_vocab_size > 0:
+            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
+        if config.embedding_size != config.hidden_size:
+            self.embed_proj = nn.Linear(config.embedding_size, config.hidden_size, bias=False)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor],
+        token_type_ids: torch.Tensor,
+        position_ids: Optional[torch.Tensor],
+        mask: torch.Tensor,
+        inputs_embeds: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            check_ids(input_ids, self.config.vocab_size, "input_ids")
+            inputs_embeds = self.word_embeddings(input_ids)
+        embeddings = inputs_embeds
+        if self.position_biased_input:
+            if position_ids is None:
+                length = embeddings.shape[1]
+                if length > self.config.max_position_embeddings and not torch.compiler.is_compiling():
+                    raise ValueError(
+                        f"sequence length {length} exceeds max_position_embeddings "
+                        f"({self.config.max_position_embeddings}) of this model's absolute positions"
+                    )
+                position_ids = torch.arange(length, device=embeddings.device)[None, :]
+            check_ids(position_ids, self.config.max_position_embeddings, "position_ids")
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        if self.config.type_vocab_size > 0:
+            check_ids(token_type_ids, self.config.type_vocab_size, "token_type_ids")
+            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        if self.config.embedding_size != self.config.hidden_size:
+            embeddings = self.embed_proj(embeddings)
+        embeddings = self.LayerNorm(embeddings)
+        embeddings = embeddings * mask[:, :, None].to(embeddings.dtype)
+        return self.dropout(embeddings)
+
+
+# ----------------------------------------------------------------------------- attention
+class DisentangledSelfAttention(nn.Module):
+    """Content-to-content plus c2p / p2c relative-position attention (B, L, hidden) -> (B, L, hidden)."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.all_head_size = config.hidden_size
+        # Per-head interleaved q/k/v rows, as the original checkpoints store them.
+        self.in_proj = nn.Linear(config.hidden_size, self.all_head_size * 3, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(self.all_head_size))
+        self.v_bias = nn.Parameter(torch.zeros(self.all_head_size))
+        self.pos_att_type = config.pos_att_type
+        self.scale_factor = config.scale_factor
+        self.relative_attention = config.relative_attention
+        self.talking_head = config.talking_head
+        self.attn_implementation = getattr(config, "attn_implementation", "sdpa")
+        if self.talking_head:
+            self.head_logits_proj = nn.Linear(config.num_attention_heads, config.num_attention_heads, bias=False)
+            self.head_weights_proj = nn.Linear(config.num_attention_heads, config.num_attention_heads, bias=False)
+        if self.relative_attention:
+            self.pos_dropout = nn.Dropout(config.hidden_dropout_prob)
+            if "c2p" in self.pos_att_type:
+                self.pos_proj = nn.Linear(config.hidden_size, self.all_head_size, bias=False)
+            if "p2c" in self.pos_att_type:
+                self.pos_q_proj = nn.Linear(config.hidden_size, self.all_head_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def transpose_for_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, H*k) -> (B, H, L, k)."""
+        return x.view(*x.shape[:-1], self.num_attention_heads, -1).permute(0, 2, 1, 3)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        output_attentions: bool = False,
+        rel_index: Optional[torch.Tensor] = None,
+        rel_embeddings: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """attention_mask: (B, 1, L, L) bool, True where query i may attend to key j."""
+        query_layer, key_layer, value_layer = self.transpose_for_scores(self.in_proj(hidden_states)).chunk(3, dim=-1)
+        query_layer = query_layer + self.transpose_for_scores(self.q_bias[None, None, :])
+        value_layer = value_layer + self.transpose_for_scores(self.v_bias[None, None, :])
+        scale = math.sqrt(self.attention_head_size * self.scale_factor)
+        query_layer = query_layer / scale
+
+        rel_att = None
+        if self.relative_attention:
+            rel_embeddings = self.pos_dropout(rel_embeddings)
+            rel_att = self.disentangled_att_bias(query_layer, key_layer, rel_index, rel_embeddings)
+
+        if output_attentions or self.talking_head or self.attn_implementation == "eager":
+            context_layer, attention_probs = self.eager_attention(
+                query_layer, key_layer, value_layer, attention_mask, rel_att
+            )
+        else:
+            context_layer, attention_probs = self.sdpa_attention(
+                query_layer, key_layer, value_layer, attention_mask, rel_att
+            ), None
+        context_layer = context_layer.permute(0, 2, 1, 3).reshape(*hidden_states.shape[:-1], self.all_head_size)
+        return context_layer, attention_probs
+
+    def eager_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
+        """Plain softmax attention; masked probabilities are exactly 0, rows with no valid key all 0."""
+        attention_scores = query_layer @ key_layer.transpose(-1, -2)
+        if rel_att is not None:
+            attention_scores = attention_scores + rel_att
+        if self.talking_head:
+            attention_scores = self.head_logits_proj(attention_scores.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        attention_scores = attention_scores.float().masked_fill(~attention_mask, torch.finfo(torch.float32).min)
+        attention_probs = torch.softmax(attention_scores, dim=-1).masked_fill(~attention_mask, 0.0)
+        attention_probs = self.dropout(attention_probs.to(value_layer.dtype))
+        if self.talking_head:
+            attention_probs = self.head_weights_proj(attention_probs.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return attention_probs @ value_layer, attention_probs
+
+    def sdpa_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
+        """The fused kernel with the relative-position and mask terms as one additive bias."""
+        min_value = torch.finfo(query_layer.dtype).min / 2  # finite: rows with no valid key stay NaN-free
+        bias = torch.zeros((), dtype=query_layer.dtype, device=query_layer.device).masked_fill(~attention_mask, min_value)
+        if rel_att is not None:
+            bias = bias + rel_att
+        context = F.scaled_dot_product_attention(
+            query_layer, key_layer, value_layer, attn_mask=bias,
+            dropout_p=self.dropout.p if self.training else 0.0, scale=1.0,
+        )
+        row_valid = attention_mask.any(dim=-1, keepdim=True)
+        return torch.where(row_valid, context, torch.zeros((), dtype=context.dtype, device=context.device))
+
+    def disentangled_att_bias(
+        self, query_layer: torch.Tensor, key_layer: torch.Tensor, rel_index: torch.Tensor, rel_embeddings: torch.Tensor
+    ) -> torch.Tensor:
+        """c2p[i, j] = q_i . Kr[idx(i, j)] and p2c[i, j] = k_j . Qr[idx(i, j)], (B, H, Lq, Lk).
+
+        rel_embeddings: (2*span, hidden); rel_index: (Lq, Lk), see `build_relative_position`.
+        query_layer is already divided by the scale; the position queries are divided by it here.
+        """
+        batch, heads, q_len, _ = query_layer.shape
+        k_len = key_layer.shape[-2]
+        score = 0
+        if "c2p" in self.pos_att_type:
+            pos_key_layer = self.transpose_for_scores(self.pos_proj(rel_embeddings)[None])
+            c2p_att = query_layer @ pos_key_layer.transpose(-1, -2)
+            score = score + torch.gather(c2p_att, -1, rel_index.expand(batch, heads, q_len, k_len))
+        if "p2c" in self.pos_att_type:
+            pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])
+            pos_query_layer = pos_query_layer / math.sqrt(pos_query_layer.shape[-1] * self.scale_factor)
+            p2c_att = key_layer @ pos_query_layer.transpose(-1, -2)
+            p2c_att = torch.gather(p2c_att, -1, rel_index.T.expand(batch, heads, k_len, q_len))
+            score = score + p2c_att.transpose(-1, -2)
+        return score
+
+
+class DebertaSelfOutput(nn.Module):
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class DebertaAttention(nn.Module):
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.self = DisentangledSelfAttention(config)
+        self.output = DebertaSelfOutput(config)
+
+    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_index=None, rel_embeddings=None):
+        self_output, attention_probs = self.self(
+            hidden_states, attention_mask, output_attentions, rel_index=rel_index, rel_embeddings=rel_embeddings
+        )
+        return self.output(self_output, hidden_states), attention_probs
+
+
+class DebertaIntermediate(nn.Module):
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class DebertaOutput(nn.Module):
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class DebertaLayer(nn.Module):
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.attention = DebertaAttention(config)
+        self.intermediate = DebertaIntermediate(config)
+        self.output = DebertaOutput(config)
+
+    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_index=None, rel_embeddings=None):
+        attention_output, attention_probs = self.attention(
+            hidden_states, attention_mask, output_attentions, rel_index=rel_index, rel_embeddings=rel_embeddings
+        )
+        layer_output = self.output(self.intermediate(attention_output), attention_output)
+        return layer_output, attention_probs
+
+
+class DebertaEncoder(nn.Module):
+    """The layer stack with the relative-position embeddings (2R, hidden) that every layer shares."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList([DebertaLayer(config) for _ in range(config.num_hidden_layers)])
+        self.relative_attention = config.relative_attention
+        self.max_relative_positions = config.attention_span
+        if self.relative_attention:
+            self.rel_embeddings = nn.Embedding(self.max_relative_positions * 2, config.hidden_size)
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutput:
+        """attention_mask: (B, L), 1 for tokens, 0 for padding."""
+        valid = attention_mask.bool()
+        pair_mask = valid[:, None, None, :] & valid[:, None, :, None]  # (B, 1, L, L)
+        rel_index = rel_embeddings = None
+        if self.relative_attention:
+            length = hidden_states.shape[1]
+            span = rules.relative_span(length, length, self.max_relative_positions)
+            rel_index = build_relative_position(length, length, span, hidden_states.device)
+            r = self.max_relative_positions
+            rel_embeddings = self.rel_embeddings.weight[r - span : r + span]
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer_module in self.layer:
+            if self.gradient_checkpointing and self.training:
+                hidden_states, attention_probs = checkpoint(
+                    layer_module, hidden_states, pair_mask, output_attentions, rel_index, rel_embeddings,
+                    use_reentrant=False,
+                )
+            else:
+                hidden_states, attention_probs = layer_module(
+                    hidden_states, pair_mask, output_attentions, rel_index=rel_index, rel_embeddings=rel_embeddings
+                )
+            if output_hidden_states:
+                all_hidden_states = all_hidden_states + (hidden_states,)
+            if output_attentions:
+                all_attentions = all_attentions + (attention_probs,)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+
+
+# ----------------------------------------------------------------------------- base model
+class DebertaModel(DebertaPreTrainedModel):
+    """The bare encoder: last_hidden_state (B, L, hidden)."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__(config)
+        self.embeddings = DebertaEmbeddings(config)
+        self.encoder = DebertaEncoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+            if input_ids.is_floating_point():
+                raise TypeError(f"input_ids must be integers, got {input_ids.dtype}")
+            shape, device = input_ids.shape, input_ids.device
+        else:
+            if inputs_embeds.dim() != 3:
+                raise ValueError(f"inputs_embeds must be (batch, length, embedding_size), got {tuple(inputs_embeds.shape)}")
+            shape, device = inputs_embeds.shape[:2], inputs_embeds.device
+        if attention_mask is None:
+            attention_mask = torch.ones(shape, dtype=torch.long, device=device)
+        elif tuple(attention_mask.shape) != tuple(shape):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)} like the input ids"
+            )
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
+
+        embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, attention_mask, inputs_embeds)
+        outputs = self.encoder(
+            embedding_output,
+            attention_mask,
+            output_hidden_states=bool(output_hidden_states),
+            output_attentions=bool(output_attentions),
+        )
+        return outputs if self._return_dict(return_dict) else outputs.to_tuple()
+
+
+# ----------------------------------------------------------------------------- heads
+class DebertaPredictionHeadTransform(nn.Module):
+    """dense -> activation -> LayerNorm, hidden -> embedding_size (legacy MLM head)."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.transform_act_fn = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+
+
+class DebertaLMPredictionHead(nn.Module):
+    """Legacy head (`cls.predictions.*`): transform, then a decoder tied to the word embeddings, plus a bias."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.transform = DebertaPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.embedding_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(hidden_states)) + self.bias
+
+
+class DebertaOnlyMLMHead(nn.Module):
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.predictions = DebertaLMPredictionHead(config)
+
+    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
+        return self.predictions(sequence_output)
+
+
+class DebertaLMHead(nn.Module):
+    """Original head (`lm_predictions.lm_head.*`): dense, activation, LayerNorm, then scores against the
+    word embeddings passed in, plus a bias. dense maps hidden -> embedding_size so that a model with an
+    embedding projection works too."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.transform_act_fn = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+        return hidden_states @ word_embeddings.t() + self.bias
+
+
+class DebertaLMPredictions(nn.Module):
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.lm_head = DebertaLMHead(config)
+
+    def forward(self, sequence_output: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(sequence_output, word_embeddings)
+
+
+class DebertaForMaskedLM(DebertaPreTrainedModel):
+    """logits (B, L, vocab_size); loss: cross-entropy over labels != -100."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__(config)
+        self.legacy = config.legacy
+        self.deberta = DebertaModel(config)
+        if self.legacy:
+            self.cls = DebertaOnlyMLMHead(config)
+        else:
+            self.lm_predictions = DebertaLMPredictions(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> Optional[nn.Linear]:
+        return self.cls.predictions.decoder if self.legacy else None
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.deberta(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        sequence_output = outputs.last_hidden_state
+        if self.legacy:
+            logits = self.cls(sequence_output)
+        else:
+            logits = self.lm_predictions(sequence_output, self.deberta.embeddings.word_embeddings.weight)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.reshape(-1, self.config.vocab_size).float(), labels.reshape(-1).long(),
+                ignore_index=rules.IGNORE_INDEX,
+            )
+        result = MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
+
+
+class ContextPooler(nn.Module):
+    """The first token's hidden state -> dropout -> dense -> activation: (B, pooler_hidden_size)."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.pooler_hidden_size)
+        self.dropout = nn.Dropout(config.pooler_dropout)
+        self.activation = ACT2FN[config.pooler_hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(self.dropout(hidden_states[:, 0])))
+
+
+def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: DebertaConfig) -> torch.Tensor:
+    """The loss chosen by `rules.sequence_classification_loss_kind`, as a float32 scalar."""
+    kind = rules.sequence_classification_loss_kind(config.problem_type, config.num_labels, tuple(labels.shape))
+    logits = logits.float()
+    if kind == "regression":
+        return F.mse_loss(logits.reshape(-1), labels.reshape(-1).float())
+    if kind == "single_label":
+        labels = labels.reshape(-1).long()
+        labelled = labels >= 0
+        per_example = F.cross_entropy(
+            logits.reshape(-1, config.num_labels), torch.where(labelled, labels, 0), reduction="none"
+        )
+        # The mean over labelled examples; 0 (not NaN) when none is labelled.
+        return (per_example * labelled).sum() / labelled.sum().clamp(min=1)
+    if kind == "soft_label":
+        return -(torch.log_softmax(logits, dim=-1) * labels.float()).sum(-1).mean()
+    return F.binary_cross_entropy_with_logits(logits, labels.float())
+
+
+class DebertaForSequenceClassification(DebertaPreTrainedModel):
+    """logits (B, num_labels); loss per `rules.sequence_classification_loss_kind`."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.deberta = DebertaModel(config)
+        self.pooler = ContextPooler(config)
+        self.classifier = nn.Linear(config.pooler_hidden_size, config.num_labels)
+        drop = config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(drop)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.deberta(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        pooled_output = self.dropout(self.pooler(outputs.last_hidden_state))
+        logits = self.classifier(pooled_output)
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        result = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
+
+
+class DebertaForTokenClassification(DebertaPreTrainedModel):
+    """logits (B, L, num_labels); loss: cross-entropy over labels != -100."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.deberta = DebertaModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.deberta(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.reshape(-1, self.num_labels).float(), labels.reshape(-1).long(),
+                ignore_index=rules.IGNORE_INDEX,
+            )
+        result = TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
+
+
+class DebertaForQuestionAnswering(DebertaPreTrainedModel):
+    """start_logits, end_logits (B, L); loss: mean of start and end cross-entropy. Positions are clamped
+    to [0, L]: negative ones count as 0, and L or beyond is ignored."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__(config)
+        self.deberta = DebertaModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.deberta(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        logits = self.qa_outputs(outputs.last_hidden_state)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored_index = start_logits.shape[1]
+
+            def span_loss(span_logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+                positions = positions.reshape(-1).long().clamp(0, ignored_index)
+                return F.cross_entropy(span_logits.float(), positions, ignore_index=ignored_index)
+
+            loss = (span_loss(start_logits, start_positions) + span_loss(end_logits, end_positions)) / 2
+        result = QuestionAnsweringModelOutput(
+            loss=loss, start_logits=start_logits, end_logits=end_logits,
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
