@@ -175,6 +175,36 @@ def _torch_dtype_tag(t) -> str:
     return tags[name]
 
 
+# HDF5 keeps attributes in an object header of at most 64 KiB: Keras-2 h5 files split longer name lists
+# into numbered attributes (`weight_names0`, `weight_names1`, ...). Large models need that.
+_H5_ATTRIBUTE_LIMIT = 64512
+
+
+def h5py_group():
+    import h5py
+
+    return h5py.Group
+
+
+def write_h5_string_list(node, name: str, values: list[str]) -> None:
+    data = np.asarray([v.encode("utf8") for v in values])
+    chunks = 1
+    while any(part.nbytes > _H5_ATTRIBUTE_LIMIT for part in np.array_split(data, chunks)):
+        chunks += 1
+    if chunks == 1:
+        node.attrs[name] = data
+    else:
+        for i, part in enumerate(np.array_split(data, chunks)):
+            node.attrs[f"{name}{i}"] = part
+
+
+def read_h5_string_list(node, name: str) -> list[str]:
+    parts = [node.attrs[name]] if name in node.attrs else []
+    while f"{name}{len(parts)}" in node.attrs:
+        parts.append(node.attrs[f"{name}{len(parts)}"])
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for part in parts for v in part]
+
+
 class _TFH5File:
     """A `tf_model.h5` in the Keras-2 layout, seen under PyTorch names and layouts."""
 
@@ -204,17 +234,16 @@ class _TFH5File:
     def _weight_paths(self) -> list[tuple[str, str]]:
         """(dataset path, TensorFlow weight name) of every weight the file lists."""
         root = self.file
-        if "layer_names" not in root.attrs:
+        layers = read_h5_string_list(root, "layer_names")
+        if not layers:
             raise CheckpointError(f"{self.path}: not a TensorFlow DeBERTa h5 (no 'layer_names' attribute at the root)")
         paths = []
-        for layer in root.attrs["layer_names"]:
-            layer = layer.decode() if isinstance(layer, bytes) else str(layer)
+        for layer in layers:
             if layer not in root:
                 raise CheckpointError(f"{self.path}: layer_names lists {layer!r}, which the file does not hold")
             node = root[layer]
-            if "weight_names" in getattr(node, "attrs", {}):
-                for weight in node.attrs["weight_names"]:
-                    weight = weight.decode() if isinstance(weight, bytes) else str(weight)
+            if isinstance(node, h5py_group()):
+                for weight in read_h5_string_list(node, "weight_names"):
                     paths.append((f"{layer}/{weight}", weight))
             else:  # the sharded layout: each entry is a dataset named by the weight name itself
                 paths.append((layer, layer))
@@ -363,7 +392,7 @@ def write_tf_h5(path: str, tensors: Iterable[tuple[str, np.ndarray]], model_clas
             f.require_group(layer).create_dataset(full, data=array)
             groups.setdefault(layer, []).append(full)
         for layer, names in groups.items():
-            f[layer].attrs["weight_names"] = [n.encode("utf8") for n in names]
-        f.attrs["layer_names"] = [layer.encode("utf8") for layer in groups]
+            write_h5_string_list(f[layer], "weight_names", names)
+        write_h5_string_list(f, "layer_names", list(groups))
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.15.0"

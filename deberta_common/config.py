@@ -207,6 +207,10 @@ class DebertaConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
         merged = dict(data)
+        if "num_labels" in overrides and "id2label" not in overrides:
+            # A new label count replaces the stored label names, as users expect when re-heading a model.
+            merged.pop("id2label", None)
+            merged.pop("label2id", None)
         merged.update(overrides)
         try:
             return cls(**merged)

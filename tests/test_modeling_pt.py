@@ -1,0 +1,438 @@
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import deberta_pt
+from deberta_common.checkpoints import CheckpointError
+from variants import HEADS, VARIANTS, make_batch, make_config, make_labels
+
+
+def build(head: str, config, seed: int = 0, std: float = 0.2):
+    """A model with weights drawn wider than the init, so that mistakes show in the outputs."""
+    torch.manual_seed(seed)
+    model = getattr(deberta_pt, "Deberta" + head)(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, std)
+    return model
+
+
+def torch_batch(config, **kwargs):
+    return {k: torch.from_numpy(v) for k, v in make_batch(config, **kwargs).items()}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("head", HEADS)
+def test_output_shapes(head, variant):
+    config = make_config(variant, num_labels=3)
+    model = build(head, config)
+    batch = torch_batch(config)
+    labels = {k: torch.from_numpy(v) for k, v in make_labels(head, config, make_batch(config)).items()}
+    out = model(**batch, **labels, output_hidden_states=True, output_attentions=True)
+    b, length, h = 3, 11, config.hidden_size
+    assert len(out.hidden_states) == config.num_hidden_layers + 1
+    assert all(x.shape == (b, length, h) for x in out.hidden_states)
+    assert len(out.attentions) == config.num_hidden_layers
+    assert all(a.shape == (b, config.num_attention_heads, length, length) for a in out.attentions)
+    expected = {
+        "Model": {"last_hidden_state": (b, length, h)},
+        "ForMaskedLM": {"logits": (b, length, config.vocab_size)},
+        "ForSequenceClassification": {"logits": (b, 3)},
+        "ForTokenClassification": {"logits": (b, length, 3)},
+        "ForQuestionAnswering": {"start_logits": (b, length), "end_logits": (b, length)},
+    }[head]
+    for field, shape in expected.items():
+        assert tuple(out[field].shape) == shape
+        assert torch.isfinite(out[field]).all()
+    if head != "Model":
+        assert out.loss.dim() == 0 and torch.isfinite(out.loss)
+    # return_dict=False: the same values as a tuple in the documented order, None entries left out.
+    as_tuple = model(**batch, **labels, return_dict=False)
+    names = [n for n in type(out)._fields if n not in ("hidden_states", "attentions")]
+    assert len(as_tuple) == len(names)
+    for value, name in zip(as_tuple, names):
+        torch.testing.assert_close(value, out[name], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["absolute", "relative", "short_span", "talking_head", "token_types"])
+def test_masked_probabilities_are_exactly_zero(variant):
+    config = make_config(variant)
+    model = build("Model", config)
+    batch = torch_batch(config)
+    out = model(**batch, output_attentions=True)
+    mask = batch["attention_mask"].bool()
+    pair = mask[:, None, :, None] & mask[:, None, None, :]
+    for probs in out.attentions:
+        if not config.talking_head:  # talking heads mix heads after softmax: only padded rows stay zero
+            assert (probs.masked_select(~pair) == 0).all()
+            torch.testing.assert_close(probs.sum(-1)[mask[:, None, :].expand_as(probs.sum(-1))],
+                                       torch.ones_like(probs.sum(-1)[mask[:, None, :].expand_as(probs.sum(-1))]))
+        padded_rows = ~mask[:, None, :, None].expand_as(probs)
+        assert (probs.masked_select(padded_rows) == 0).all()
+
+
+@pytest.mark.parametrize("variant", ["absolute", "relative", "both_positions", "short_span", "p2c", "none"])
+def test_fused_attention_equals_plain_attention(variant):
+    config = make_config(variant)
+    model = build("ForMaskedLM", config)
+    batch = torch_batch(config)
+    fused = model(**batch, output_hidden_states=True)
+    config.attn_implementation = "eager"
+    plain = build("ForMaskedLM", config)
+    plain.load_state_dict(model.state_dict())
+    reference = plain(**batch, output_hidden_states=True)
+    for a, b in zip(fused.hidden_states, reference.hidden_states):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)  # every position, padded ones included
+    torch.testing.assert_close(fused.logits, reference.logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["absolute", "relative", "short_span", "token_types", "talking_head"])
+def test_padded_batch_equals_each_sequence_alone(variant):
+    config = make_config(variant)
+    model = build("Model", config)
+    batch = torch_batch(config)
+    together = model(**batch).last_hidden_state
+    for row in range(3):
+        n = int(batch["attention_mask"][row].sum())
+        alone = model(**{k: v[row : row + 1, :n] for k, v in batch.items()}).last_hidden_state
+        torch.testing.assert_close(together[row, :n], alone[0], rtol=0, atol=1e-5)
+
+
+def test_relative_index_formula():
+    index = deberta_pt.modeling.build_relative_position(5, 5, 2, torch.device("cpu"))
+    for i in range(5):
+        for j in range(5):
+            assert index[i, j] == min(max(i - j + 2, 0), 3)
+
+
+def test_attention_against_a_direct_computation():
+    """One relative-attention layer written out from the formulas, score by score."""
+    config = make_config("relative", num_hidden_layers=1, max_relative_positions=3)
+    model = build("Model", config, std=0.1)
+    att = model.encoder.layer[0].attention.self
+    x = torch.randn(1, 5, config.hidden_size)
+    H, d = config.num_attention_heads, config.hidden_size // config.num_attention_heads
+    w = att.in_proj.weight.view(H, 3 * d, config.hidden_size)  # per-head interleaved q, k, v rows
+    rel = model.encoder.rel_embeddings.weight  # (2R, hidden), R = 3, span = min(5, 3) = 3
+    kr = (rel @ att.pos_proj.weight.T).view(6, H, d)
+    qr = (rel @ att.pos_q_proj.weight.T + att.pos_q_proj.bias).view(6, H, d)
+    scale = math.sqrt(d * 3)
+    expected = torch.zeros(1, 5, config.hidden_size)
+    for h in range(H):
+        q = x[0] @ w[h, :d].T + att.q_bias.view(H, d)[h]
+        k = x[0] @ w[h, d : 2 * d].T
+        v = x[0] @ w[h, 2 * d :].T + att.v_bias.view(H, d)[h]
+        scores = torch.zeros(5, 5)
+        for i in range(5):
+            for j in range(5):
+                r = min(max(i - j + 3, 0), 5)
+                scores[i, j] = (q[i] @ k[j] + q[i] @ kr[r, h] + k[j] @ qr[r, h]) / scale
+        expected[0, :, h * d : (h + 1) * d] = torch.softmax(scores, -1) @ v
+    mask = torch.ones(1, 1, 5, 5, dtype=torch.bool)
+    index = deberta_pt.modeling.build_relative_position(5, 5, 3, x.device)
+    got, _ = att(x, mask, rel_index=index, rel_embeddings=rel)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_losses_against_direct_computation():
+    config = make_config("relative", num_labels=3)
+    batch = torch_batch(config)
+    mask = batch["attention_mask"]
+
+    mlm = build("ForMaskedLM", config)
+    labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
+    out = mlm(**batch, labels=labels)
+    logp = torch.log_softmax(out.logits, -1)
+    picked = [-logp[b, i, labels[b, i]] for b in range(3) for i in range(11) if labels[b, i] != -100]
+    torch.testing.assert_close(out.loss, torch.stack(picked).mean())
+
+    tok = build("ForTokenClassification", config)
+    labels = torch.from_numpy(make_labels("ForTokenClassification", config, make_batch(config))["labels"])
+    out = tok(**batch, labels=labels)
+    logp = torch.log_softmax(out.logits, -1)
+    picked = [-logp[b, i, labels[b, i]] for b in range(3) for i in range(11) if mask[b, i]]
+    torch.testing.assert_close(out.loss, torch.stack(picked).mean())
+
+    seq = build("ForSequenceClassification", config)
+    logits = seq(**batch).logits
+    logp = torch.log_softmax(logits, -1)
+    # single label, the negative label ignored
+    out = seq(**batch, labels=torch.tensor([2, -1, 0]))
+    torch.testing.assert_close(out.loss, -(logp[0, 2] + logp[2, 0]) / 2)
+    # no labelled example: zero, not NaN
+    assert seq(**batch, labels=torch.tensor([-1, -1, -1])).loss.item() == 0
+    # soft labels
+    soft = torch.softmax(torch.randn(3, 3), -1)
+    torch.testing.assert_close(seq(**batch, labels=soft).loss, -(logp * soft).sum(-1).mean())
+    # multi-label through problem_type
+    seq.config.problem_type = "multi_label_classification"
+    multi = torch.tensor([[1.0, 0, 1], [0, 0, 1], [1, 1, 0]])
+    p = torch.sigmoid(logits)
+    bce = -(multi * torch.log(p) + (1 - multi) * torch.log(1 - p)).mean()
+    torch.testing.assert_close(seq(**batch, labels=multi).loss, bce)
+    seq.config.problem_type = "single_label_classification"
+    torch.testing.assert_close(seq(**batch, labels=torch.tensor([2, 1, 0])).loss,
+                               -(logp[0, 2] + logp[1, 1] + logp[2, 0]) / 3)
+    # regression with one label
+    reg = build("ForSequenceClassification", make_config("relative", num_labels=1))
+    target = torch.tensor([0.5, -1.0, 2.0])
+    pred = reg(**batch).logits.view(-1)
+    torch.testing.assert_close(reg(**batch, labels=target).loss, ((pred - target) ** 2).mean())
+
+    qa = build("ForQuestionAnswering", config)
+    out = qa(**batch)
+    start, end = torch.tensor([1, -4, 30]), torch.tensor([3, 2, 4])
+    ls, le = torch.log_softmax(out.start_logits, -1), torch.log_softmax(out.end_logits, -1)
+    # start -4 clamps to 0; start 30 is past L = 11: ignored
+    expected_start = -(ls[0, 1] + ls[1, 0]) / 2
+    expected_end = -(le[0, 3] + le[1, 2] + le[2, 4]) / 3
+    torch.testing.assert_close(qa(**batch, start_positions=start, end_positions=end).loss,
+                               (expected_start + expected_end) / 2)
+
+
+@pytest.mark.parametrize("safe", [True, False])
+@pytest.mark.parametrize("head", HEADS)
+def test_save_load_round_trip_is_exact(tmp_path, head, safe):
+    config = make_config("relative")
+    model = build(head, config)
+    files = model.save_pretrained(tmp_path, safe_serialization=safe)
+    assert [f.split("/")[-1] for f in files] == ["model.safetensors" if safe else "pytorch_model.bin"]
+    loaded, info = getattr(deberta_pt, "Deberta" + head).from_pretrained(tmp_path, output_loading_info=True)
+    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["Deberta" + head]
+    batch = torch_batch(config)
+    first = model(**batch)
+    second = loaded(**batch)
+    for k in first:
+        assert torch.equal(first[k], second[k])
+
+
+def test_tied_embeddings_saved_once(tmp_path):
+    config = make_config("relative")
+    model = build("ForMaskedLM", config)
+    model.tie_weights()
+    assert model.cls.predictions.decoder.weight is model.deberta.embeddings.word_embeddings.weight
+    model.save_pretrained(tmp_path)
+    from deberta_common.checkpoints import CheckpointReader
+
+    keys = CheckpointReader(str(tmp_path)).keys()
+    assert "cls.predictions.decoder.weight" not in keys
+    assert "deberta.embeddings.word_embeddings.weight" in keys
+    loaded = deberta_pt.DebertaForMaskedLM.from_pretrained(tmp_path)
+    assert loaded.cls.predictions.decoder.weight is loaded.deberta.embeddings.word_embeddings.weight
+    # training the embeddings moves the decoder with them
+    loaded.train()
+    opt = torch.optim.SGD(loaded.parameters(), lr=1.0)
+    batch = torch_batch(config)
+    loaded(**batch, labels=batch["input_ids"]).loss.backward()
+    opt.step()
+    assert torch.equal(loaded.cls.predictions.decoder.weight, loaded.deberta.embeddings.word_embeddings.weight)
+
+
+def test_non_legacy_mlm_head_scores_against_the_word_embeddings():
+    config = make_config("non_legacy_mlm")
+    model = build("ForMaskedLM", config)
+    names = [n for n, _ in model.named_parameters()]
+    assert "lm_predictions.lm_head.dense.weight" in names and "lm_predictions.lm_head.bias" in names
+    assert not any(n.startswith("cls.") for n in names)
+    batch = torch_batch(config)
+    out = model(**batch)
+    head = model.lm_predictions.lm_head
+    h = model.deberta(**batch).last_hidden_state
+    h = F.layer_norm(F.gelu(h @ head.dense.weight.T + head.dense.bias), (config.hidden_size,),
+                     head.LayerNorm.weight, head.LayerNorm.bias, config.layer_norm_eps)
+    expected = h @ model.deberta.embeddings.word_embeddings.weight.T + head.bias
+    torch.testing.assert_close(out.logits, expected, rtol=0, atol=1e-5)
+    # with an embedding projection the dense maps hidden -> embedding_size, so the product is defined
+    proj = build("ForMaskedLM", make_config("embedding_projection", legacy=False))
+    assert proj(**torch_batch(proj.config)).logits.shape == (3, 11, config.vocab_size)
+
+
+def test_base_checkpoint_into_head_model_and_back(tmp_path):
+    config = make_config("relative", num_labels=3)
+    base = build("Model", config)
+    base.save_pretrained(tmp_path / "base")
+    head, info = deberta_pt.DebertaForSequenceClassification.from_pretrained(
+        tmp_path / "base", output_loading_info=True)
+    assert sorted(info["missing_keys"]) == ["classifier.bias", "classifier.weight", "pooler.dense.bias",
+                                            "pooler.dense.weight"]
+    assert info["unexpected_keys"] == []
+    batch = torch_batch(config)
+    torch.testing.assert_close(head.deberta(**batch).last_hidden_state, base(**batch).last_hidden_state,
+                               rtol=0, atol=0)
+    head.save_pretrained(tmp_path / "head")
+    again, info = deberta_pt.DebertaModel.from_pretrained(tmp_path / "head", output_loading_info=True)
+    assert info["missing_keys"] == []
+    assert sorted(info["unexpected_keys"]) == ["classifier.bias", "classifier.weight", "pooler.dense.bias",
+                                               "pooler.dense.weight"]
+    torch.testing.assert_close(again(**batch).last_hidden_state, base(**batch).last_hidden_state, rtol=0, atol=0)
+
+
+def test_sharded_save_and_load(tmp_path):
+    config = make_config("relative")
+    model = build("ForMaskedLM", config)
+    files = model.save_pretrained(tmp_path, max_shard_size="20KB")
+    assert len(files) > 3
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == set(model.state_dict()) - {"cls.predictions.decoder.weight"}
+    assert not (tmp_path / "model.safetensors").exists()
+    loaded = deberta_pt.DebertaForMaskedLM.from_pretrained(tmp_path)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    # .bin shards too
+    model.save_pretrained(tmp_path / "bin", safe_serialization=False, max_shard_size="20KB")
+    assert (tmp_path / "bin" / "pytorch_model.bin.index.json").exists()
+    loaded = deberta_pt.DebertaForMaskedLM.from_pretrained(tmp_path / "bin")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_shape_mismatch_is_an_error_unless_ignored(tmp_path, caplog):
+    build("ForSequenceClassification", make_config("relative", num_labels=3)).save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match=r"classifier.weight.*\(3, 32\).*\(5, 32\)"):
+        deberta_pt.DebertaForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+    with caplog.at_level(logging.WARNING, logger="deberta_pt"):
+        model, info = deberta_pt.DebertaForSequenceClassification.from_pretrained(
+            tmp_path, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True)
+    assert {m[0] for m in info["mismatched_keys"]} == {"classifier.weight", "classifier.bias"}
+    assert model.classifier.weight.shape == (5, 32)
+    assert "re-initialised" in caplog.text
+
+
+def test_missing_and_unexpected_are_reported(tmp_path, caplog):
+    from deberta_common.checkpoints import write_safetensors
+
+    config = make_config("absolute")
+    model = build("Model", config)
+    model.save_pretrained(tmp_path)
+    state = {k: v.numpy() for k, v in model.state_dict().items() if "layer.1.output" not in k}
+    state["some.other.weight"] = np.zeros(3, dtype=np.float32)
+    state["embeddings.position_ids"] = np.arange(64)  # a buffer older checkpoints carry: ignored quietly
+    write_safetensors(str(tmp_path / "model.safetensors"), [(k, v, str(v.dtype)) for k, v in state.items()])
+    with caplog.at_level(logging.WARNING, logger="deberta_pt"):
+        _, info = deberta_pt.DebertaModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert sorted(info["missing_keys"]) == sorted(k for k in model.state_dict() if "layer.1.output" in k)
+    assert info["unexpected_keys"] == ["some.other.weight"]
+    assert "newly initialised" in caplog.text and "some.other.weight" in caplog.text
+
+
+def test_torch_dtype(tmp_path):
+    model = build("Model", make_config("relative"))
+    model.to(torch.bfloat16).save_pretrained(tmp_path)
+    assert deberta_pt.DebertaModel.from_pretrained(tmp_path, torch_dtype="auto").embeddings.LayerNorm.weight.dtype \
+        == torch.bfloat16
+    f16 = deberta_pt.DebertaModel.from_pretrained(tmp_path, torch_dtype=torch.float16)
+    assert all(p.dtype == torch.float16 for p in f16.parameters())
+    f32 = deberta_pt.DebertaModel.from_pretrained(tmp_path)
+    assert torch.equal(f32.encoder.rel_embeddings.weight, model.encoder.rel_embeddings.weight.float())
+
+
+@pytest.mark.parametrize("variant", ["relative", "absolute"])
+def test_gradient_checkpointing_gives_the_same_gradients(variant):
+    config = make_config(variant)
+    batch = torch_batch(config)
+    labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
+    grads = []
+    for checkpointing in (False, True):
+        model = build("ForMaskedLM", config).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model(**batch, labels=labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_inputs_embeds_and_position_ids():
+    config = make_config("both_positions")
+    model = build("Model", config)
+    batch = torch_batch(config)
+    by_ids = model(**batch).last_hidden_state
+    embeds = model.embeddings.word_embeddings(batch["input_ids"])
+    by_embeds = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+    torch.testing.assert_close(by_ids, by_embeds, rtol=0, atol=1e-6)
+    explicit = model(**batch, position_ids=torch.arange(11)[None].expand(3, 11)).last_hidden_state
+    torch.testing.assert_close(by_ids, explicit, rtol=0, atol=1e-6)
+    shifted = model(**batch, position_ids=torch.arange(5, 16)[None].expand(3, 11)).last_hidden_state
+    assert not torch.allclose(by_ids, shifted)
+
+
+def test_get_set_and_resize_token_embeddings():
+    config = make_config("relative")
+    model = build("ForMaskedLM", config)
+    old = model.get_input_embeddings().weight.detach().clone()
+    new = model.resize_token_embeddings(120)
+    assert new.weight.shape == (120, 32) and model.config.vocab_size == 120
+    assert torch.equal(new.weight[:99], old)
+    assert model.cls.predictions.bias.shape == (120,)
+    assert model.cls.predictions.decoder.weight is new.weight
+    batch = torch_batch(config)
+    batch["input_ids"][0, 0] = 110
+    assert model(**batch).logits.shape == (3, 11, 120)
+    other = build("ForMaskedLM", make_config("non_legacy_mlm"))
+    other.resize_token_embeddings(90)
+    assert other.lm_predictions.lm_head.bias.shape == (90,)
+    assert other(**{k: v.clamp(max=89) for k, v in batch.items()}).logits.shape == (3, 11, 90)
+    emb = torch.nn.Embedding(99, 32)
+    model2 = build("Model", config)
+    model2.set_input_embeddings(emb)
+    assert model2.get_input_embeddings() is emb
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        (dict(input_ids=torch.tensor([[1, 2, 99]])), ValueError, ["input_ids", "[0, 99)", "99"]),
+        (dict(input_ids=torch.tensor([[1, -2, 3]])), ValueError, ["input_ids", "-2"]),
+        (dict(input_ids=torch.tensor([[1.0, 2.0]])), TypeError, ["input_ids", "float"]),
+        (dict(input_ids=torch.tensor([1, 2])), ValueError, ["(batch, length)"]),
+        (dict(input_ids=torch.ones(2, 3, dtype=torch.long), attention_mask=torch.ones(2, 4)), ValueError,
+         ["attention_mask", "(2, 4)", "(2, 3)"]),
+        (dict(input_ids=torch.ones(1, 70, dtype=torch.long)), ValueError, ["70", "max_position_embeddings"]),
+        (dict(), ValueError, ["input_ids", "inputs_embeds"]),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(kwargs, error, words):
+    model = build("Model", make_config("absolute"))
+    with pytest.raises(error) as err:
+        model(**kwargs)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_token_type_ids_out_of_range():
+    model = build("Model", make_config("token_types"))
+    with pytest.raises(ValueError, match=r"token_type_ids must be in \[0, 2\)"):
+        model(input_ids=torch.ones(1, 3, dtype=torch.long), token_type_ids=torch.tensor([[0, 1, 2]]))
+
+
+def test_not_a_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="local folders only"):
+        deberta_pt.DebertaModel.from_pretrained("microsoft/deberta-base")
+    (tmp_path / "config.json").write_text(make_config("absolute").to_json_string())
+    with pytest.raises(FileNotFoundError, match="no weight file"):
+        deberta_pt.DebertaModel.from_pretrained(tmp_path)
+
+
+def test_matches_transformers_when_installed(tmp_path):
+    """Optional: compare with the established implementation where it happens to be installed."""
+    transformers = pytest.importorskip("transformers")
+    for variant in ("absolute", "relative", "short_span", "talking_head", "embedding_projection"):
+        config = make_config(variant)
+        reference = transformers.DebertaForMaskedLM(transformers.DebertaConfig(**config.to_dict())).eval()
+        with torch.no_grad():
+            for p in reference.parameters():
+                p.normal_(0, 0.2)
+        reference.save_pretrained(tmp_path / variant)
+        ours = deberta_pt.DebertaForMaskedLM.from_pretrained(tmp_path / variant)
+        batch = torch_batch(config)
+        mask = batch["attention_mask"].bool()
+        with torch.no_grad():
+            a, b = reference(**batch).logits, ours(**batch).logits
+        torch.testing.assert_close(a[mask], b[mask], rtol=0, atol=1e-5)
