@@ -4,5 +4,8 @@ Imports numpy only, never torch or tensorflow, so either backend works without t
 """
 
 from .config import ConfigError, DebertaConfig
+from .tokenization import DebertaTokenizer
+from .tokenization_fast import DebertaTokenizerFast
+from .tokenization_utils import BatchEncoding, TokenizerError
 
-__all__ = ["ConfigError", "DebertaConfig"]
+__all__ = ["BatchEncoding", "ConfigError", "DebertaConfig", "DebertaTokenizer", "DebertaTokenizerFast", "TokenizerError"]

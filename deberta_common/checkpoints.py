@@ -367,11 +367,18 @@ def write_safetensors(path: str, tensors: Iterable[tuple[str, np.ndarray, str]],
     header["__metadata__"] = {"format": "pt", **(metadata or {})}
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # align the data to 8 bytes
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(encoded)))
-        fh.write(encoded)
-        for _, array, _ in tensors:
-            fh.write(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+    # Written beside and renamed over: a reader may still have the old file memory-mapped.
+    partial = path + ".partial"
+    try:
+        with open(partial, "wb") as fh:
+            fh.write(struct.pack("<Q", len(encoded)))
+            fh.write(encoded)
+            for _, array, _ in tensors:
+                fh.write(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def write_tf_h5(path: str, tensors: Iterable[tuple[str, np.ndarray]], model_class: str) -> None:
@@ -396,3 +403,16 @@ def write_tf_h5(path: str, tensors: Iterable[tuple[str, np.ndarray]], model_clas
         write_h5_string_list(f, "layer_names", list(groups))
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.15.0"
+
+
+def write_tf_h5_shard(path: str, tensors: Iterable[tuple[str, np.ndarray]]) -> None:
+    """Write one shard of a sharded `tf_model.h5`: datasets named by the weight names themselves (no
+    model prefix), listed in the root attribute `layer_names`, as the established tools shard them."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        names = []
+        for name, array in tensors:
+            f.create_dataset(f"{name}:0", data=array)
+            names.append(f"{name}:0")
+        write_h5_string_list(f, "layer_names", names)

@@ -18,12 +18,16 @@ from deberta_common.hub import resolve_checkpoint
 logger = logging.getLogger("deberta_pt")
 
 
-def tensor_from_checkpoint(reader: CheckpointReader, name: str) -> torch.Tensor:
-    """One checkpoint tensor as a torch tensor in its stored dtype (bfloat16 included)."""
-    raw = reader.raw(name)
-    if reader.dtype(name) == "bfloat16":
+def tensor_from_raw(raw: np.ndarray, dtype: str) -> torch.Tensor:
+    """A stored array (bfloat16 as uint16 bit patterns) as a torch tensor of `dtype`, copied off the file."""
+    if dtype == "bfloat16":
         return torch.from_numpy(raw.view(np.int16).copy()).view(torch.bfloat16)
     return torch.from_numpy(np.array(raw))
+
+
+def tensor_from_checkpoint(reader: CheckpointReader, name: str) -> torch.Tensor:
+    """One checkpoint tensor as a torch tensor in its stored dtype (bfloat16 included)."""
+    return tensor_from_raw(reader.raw(name), reader.dtype(name))
 
 
 def _numpy_for_file(tensor: torch.Tensor) -> tuple[np.ndarray, str]:
