@@ -40,14 +40,31 @@ ACT2FN = {
 }
 
 
-def build_relative_position(query_size: int, key_size: int, span: int, device: torch.device) -> torch.Tensor:
-    """(Lq, Lk) index into the 2*span relative embeddings: clamp(i - j + span, 0, 2*span - 1).
+def build_relative_position(length: int, span: int, max_relative_positions: int, device: torch.device) -> torch.Tensor:
+    """(2L,) rows of `rel_embeddings` for the relative distances -L .. L-1 of a sequence of length L.
 
+    Distance i - j uses row clamp(i - j + span, 0, 2*span - 1) + R - span (the original DeBERTa rule, R =
+    max_relative_positions). Laying the rows out for every distance a length-L sequence has lets
+    `relative_shift` turn (L, 2L) position scores into (L, L) with a reshape instead of a gather.
     Built once per forward and shared by every layer, batch row and head.
     """
-    q_ids = torch.arange(query_size, device=device)
-    k_ids = torch.arange(key_size, device=device)
-    return (q_ids[:, None] - k_ids[None, :] + span).clamp(0, 2 * span - 1)
+    distance = torch.arange(2 * length, device=device) - length
+    return (distance + span).clamp(0, 2 * span - 1) + (max_relative_positions - span)
+
+
+def relative_shift(scores: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """(B, H, L, 2L) scores against relative positions -> (B, H, L, L), without a gather.
+
+    transposed=False (c2p, position rows reversed): out[i, j] = scores[i, L - 1 - i + j].
+    transposed=True (p2c): out[i, j] = scores[j, L + i - j].
+    Both pick a band of the row-major (L * 2L) buffer: element (a, b) of a (L, 2L - 1) window that
+    starts at `offset` is scores.flat[offset + a * (2L - 1) + b].
+    """
+    *batch, length, width = scores.shape
+    offset = length if transposed else length - 1
+    flat = scores.reshape(*batch, length * width)[..., offset : offset + length * (width - 1)]
+    band = flat.reshape(*batch, length, width - 1)[..., :length]
+    return band.transpose(-1, -2) if transposed else band
 
 
 def check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
@@ -147,10 +164,10 @@ class DisentangledSelfAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor,
         output_attentions: bool = False,
-        rel_index: Optional[torch.Tensor] = None,
         rel_embeddings: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """attention_mask: (B, 1, L, L) bool, True where query i may attend to key j."""
+        """attention_mask: (B, 1, L, L) bool, True where query i may attend to key j.
+        rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`)."""
         query_layer, key_layer, value_layer = self.transpose_for_scores(self.in_proj(hidden_states)).chunk(3, dim=-1)
         query_layer = query_layer + self.transpose_for_scores(self.q_bias[None, None, :])
         value_layer = value_layer + self.transpose_for_scores(self.v_bias[None, None, :])
@@ -158,9 +175,9 @@ class DisentangledSelfAttention(nn.Module):
         query_layer = query_layer / scale
 
         rel_att = None
-        if self.relative_attention:
+        if self.relative_attention and ("c2p" in self.pos_att_type or "p2c" in self.pos_att_type):
             rel_embeddings = self.pos_dropout(rel_embeddings)
-            rel_att = self.disentangled_att_bias(query_layer, key_layer, rel_index, rel_embeddings)
+            rel_att = self.disentangled_att_bias(query_layer, key_layer, rel_embeddings)
 
         if output_attentions or self.talking_head or self.attn_implementation == "eager":
             context_layer, attention_probs = self.eager_attention(
@@ -190,37 +207,33 @@ class DisentangledSelfAttention(nn.Module):
     def sdpa_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
         """The fused kernel with the relative-position and mask terms as one additive bias."""
         min_value = torch.finfo(query_layer.dtype).min / 2  # finite: rows with no valid key stay NaN-free
-        bias = torch.zeros((), dtype=query_layer.dtype, device=query_layer.device).masked_fill(~attention_mask, min_value)
-        if rel_att is not None:
-            bias = bias + rel_att
+        if rel_att is None:
+            bias = torch.zeros(attention_mask.shape, dtype=query_layer.dtype, device=query_layer.device)
+        else:
+            bias = rel_att  # a fresh tensor: masked in place
+        bias = bias.masked_fill_(~attention_mask, min_value)
         context = F.scaled_dot_product_attention(
             query_layer, key_layer, value_layer, attn_mask=bias,
             dropout_p=self.dropout.p if self.training else 0.0, scale=1.0,
         )
-        row_valid = attention_mask.any(dim=-1, keepdim=True)
-        return torch.where(row_valid, context, torch.zeros((), dtype=context.dtype, device=context.device))
+        row_valid = attention_mask.diagonal(dim1=-2, dim2=-1)[..., None]  # (B, 1, L, 1): query i is a token
+        return context.masked_fill(~row_valid, 0.0)
 
     def disentangled_att_bias(
-        self, query_layer: torch.Tensor, key_layer: torch.Tensor, rel_index: torch.Tensor, rel_embeddings: torch.Tensor
+        self, query_layer: torch.Tensor, key_layer: torch.Tensor, rel_embeddings: torch.Tensor
     ) -> torch.Tensor:
-        """c2p[i, j] = q_i . Kr[idx(i, j)] and p2c[i, j] = k_j . Qr[idx(i, j)], (B, H, Lq, Lk).
+        """c2p[i, j] = q_i . Kr[i - j] and p2c[i, j] = k_j . Qr[i - j] (rows of `rel_embeddings`), (B, H, L, L).
 
-        rel_embeddings: (2*span, hidden); rel_index: (Lq, Lk), see `build_relative_position`.
         query_layer is already divided by the scale; the position queries are divided by it here.
         """
-        batch, heads, q_len, _ = query_layer.shape
-        k_len = key_layer.shape[-2]
         score = 0
         if "c2p" in self.pos_att_type:
-            pos_key_layer = self.transpose_for_scores(self.pos_proj(rel_embeddings)[None])
-            c2p_att = query_layer @ pos_key_layer.transpose(-1, -2)
-            score = score + torch.gather(c2p_att, -1, rel_index.expand(batch, heads, q_len, k_len))
+            pos_key_layer = self.transpose_for_scores(self.pos_proj(rel_embeddings.flip(0))[None])
+            score = score + relative_shift(query_layer @ pos_key_layer.transpose(-1, -2), transposed=False)
         if "p2c" in self.pos_att_type:
             pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])
             pos_query_layer = pos_query_layer / math.sqrt(pos_query_layer.shape[-1] * self.scale_factor)
-            p2c_att = key_layer @ pos_query_layer.transpose(-1, -2)
-            p2c_att = torch.gather(p2c_att, -1, rel_index.T.expand(batch, heads, k_len, q_len))
-            score = score + p2c_att.transpose(-1, -2)
+            score = score + relative_shift(key_layer @ pos_query_layer.transpose(-1, -2), transposed=True)
         return score
 
 
@@ -241,9 +254,9 @@ class DebertaAttention(nn.Module):
         self.self = DisentangledSelfAttention(config)
         self.output = DebertaSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_index=None, rel_embeddings=None):
+    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None):
         self_output, attention_probs = self.self(
-            hidden_states, attention_mask, output_attentions, rel_index=rel_index, rel_embeddings=rel_embeddings
+            hidden_states, attention_mask, output_attentions, rel_embeddings=rel_embeddings
         )
         return self.output(self_output, hidden_states), attention_probs
 
@@ -276,9 +289,9 @@ class DebertaLayer(nn.Module):
         self.intermediate = DebertaIntermediate(config)
         self.output = DebertaOutput(config)
 
-    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_index=None, rel_embeddings=None):
+    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None):
         attention_output, attention_probs = self.attention(
-            hidden_states, attention_mask, output_attentions, rel_index=rel_index, rel_embeddings=rel_embeddings
+            hidden_states, attention_mask, output_attentions, rel_embeddings=rel_embeddings
         )
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layer_output, attention_probs
@@ -306,25 +319,23 @@ class DebertaEncoder(nn.Module):
         """attention_mask: (B, L), 1 for tokens, 0 for padding."""
         valid = attention_mask.bool()
         pair_mask = valid[:, None, None, :] & valid[:, None, :, None]  # (B, 1, L, L)
-        rel_index = rel_embeddings = None
+        rel_embeddings = None
         if self.relative_attention:
             length = hidden_states.shape[1]
             span = rules.relative_span(length, length, self.max_relative_positions)
-            rel_index = build_relative_position(length, length, span, hidden_states.device)
-            r = self.max_relative_positions
-            rel_embeddings = self.rel_embeddings.weight[r - span : r + span]
+            rows = build_relative_position(length, span, self.max_relative_positions, hidden_states.device)
+            rel_embeddings = self.rel_embeddings.weight[rows]
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer_module in self.layer:
             if self.gradient_checkpointing and self.training:
                 hidden_states, attention_probs = checkpoint(
-                    layer_module, hidden_states, pair_mask, output_attentions, rel_index, rel_embeddings,
-                    use_reentrant=False,
+                    layer_module, hidden_states, pair_mask, output_attentions, rel_embeddings, use_reentrant=False
                 )
             else:
                 hidden_states, attention_probs = layer_module(
-                    hidden_states, pair_mask, output_attentions, rel_index=rel_index, rel_embeddings=rel_embeddings
+                    hidden_states, pair_mask, output_attentions, rel_embeddings=rel_embeddings
                 )
             if output_hidden_states:
                 all_hidden_states = all_hidden_states + (hidden_states,)

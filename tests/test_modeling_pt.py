@@ -103,11 +103,23 @@ def test_padded_batch_equals_each_sequence_alone(variant):
         torch.testing.assert_close(together[row, :n], alone[0], rtol=0, atol=1e-5)
 
 
-def test_relative_index_formula():
-    index = deberta_pt.modeling.build_relative_position(5, 5, 2, torch.device("cpu"))
-    for i in range(5):
-        for j in range(5):
-            assert index[i, j] == min(max(i - j + 2, 0), 3)
+def test_relative_rows_follow_the_original_clamping():
+    # L = 5 with R = 3: span s = 3; distance i - j uses row clamp(i - j + 3, 0, 5) + R - s
+    rows = deberta_pt.modeling.build_relative_position(5, 3, 3, torch.device("cpu"))
+    assert rows.tolist() == [min(max(d + 3, 0), 5) for d in range(-5, 5)]
+    # L = 4 with R = 10: s = 4, rows R - s + (d + s) = 10 + d, no clamping
+    rows = deberta_pt.modeling.build_relative_position(4, 4, 10, torch.device("cpu"))
+    assert rows.tolist() == [10 + d for d in range(-4, 4)]
+
+
+def test_relative_shift_equals_a_gather():
+    length = 6
+    scores = torch.randn(2, 3, length, 2 * length)
+    i, j = torch.meshgrid(torch.arange(length), torch.arange(length), indexing="ij")
+    shifted = deberta_pt.modeling.relative_shift(scores, transposed=False)
+    assert torch.equal(shifted, scores[:, :, i, length - 1 - i + j])
+    shifted = deberta_pt.modeling.relative_shift(scores, transposed=True)
+    assert torch.equal(shifted, scores[:, :, j, length + i - j])
 
 
 def test_attention_against_a_direct_computation():
@@ -134,8 +146,8 @@ def test_attention_against_a_direct_computation():
                 scores[i, j] = (q[i] @ k[j] + q[i] @ kr[r, h] + k[j] @ qr[r, h]) / scale
         expected[0, :, h * d : (h + 1) * d] = torch.softmax(scores, -1) @ v
     mask = torch.ones(1, 1, 5, 5, dtype=torch.bool)
-    index = deberta_pt.modeling.build_relative_position(5, 5, 3, x.device)
-    got, _ = att(x, mask, rel_index=index, rel_embeddings=rel)
+    rows = deberta_pt.modeling.build_relative_position(5, 3, 3, x.device)
+    got, _ = att(x, mask, rel_embeddings=rel[rows])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
