@@ -1,0 +1,250 @@
+"""Throughput and peak memory of DeBERTa at the microsoft/deberta-base shape, ours against a reference.
+
+    python benchmarks/bench.py                       # CPU, float32, inference, every implementation found
+    python benchmarks/bench.py --mode train --shapes 8x128,2x512
+    python benchmarks/bench.py --device cuda --dtype bfloat16 --impls ours-pt,ours-pt-compile,ref-pt,ref-pt-compile
+
+Shape: 12 layers, hidden 768, 12 heads, relative attention c2p|p2c, span 512, vocab 50265, random weights.
+Every measurement runs in a fresh subprocess (so peak memory is that run's own) on the same saved weights.
+The reference (Hugging Face transformers 4.x, PyTorch and TensorFlow) is used only when importable:
+`benchmarks/setup_reference.sh` makes a separate venv with it. Nothing here is imported by the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+BASE_SHAPE = dict(
+    vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    max_position_embeddings=512, relative_attention=True, position_biased_input=False, pos_att_type="c2p|p2c",
+    max_relative_positions=-1, type_vocab_size=0,
+)
+# The reference runs first in each row group so that ours can be printed with the ratio to it.
+IMPLS = ("ref-pt", "ref-pt-compile", "ref-tf-graph", "ref-tf-xla",
+         "ours-pt", "ours-pt-compile", "ours-tf-graph", "ours-tf-xla")
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ----------------------------------------------------------------------------- one measurement (subprocess)
+def run_pt(impl: str, folder: str, batch: int, length: int, mode: str, device: str, dtype: str, repeats: int):
+    import torch
+
+    torch.manual_seed(0)
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    torch_dtype = getattr(torch, dtype)
+    if impl.startswith("ours"):
+        import deberta_pt
+
+        cls = deberta_pt.DebertaForMaskedLM if mode == "train" else deberta_pt.DebertaModel
+        model = cls.from_pretrained(folder)
+    else:
+        import transformers
+
+        cls = transformers.DebertaForMaskedLM if mode == "train" else transformers.DebertaModel
+        model = cls.from_pretrained(folder)
+    model.to(device=device, dtype=torch_dtype)
+    ids = torch.randint(5, BASE_SHAPE["vocab_size"], (batch, length), device=device)
+    mask = torch.ones(batch, length, dtype=torch.long, device=device)
+    labels = torch.where(torch.rand(batch, length, device=device) < 0.15, ids, -100)
+    fn = torch.compile(model) if impl.endswith("compile") else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5) if mode == "train" else None
+
+    def step():
+        if mode == "train":
+            model.train()
+            out = fn(input_ids=ids, attention_mask=mask, labels=labels)
+            out.loss.backward() if hasattr(out, "loss") else out[0].backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            model.eval()
+            with torch.inference_mode():
+                fn(input_ids=ids, attention_mask=mask)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = current_rss_bytes()
+    step()  # warm-up (and compilation)
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes()) - base
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times, peak
+
+
+def run_tf(impl: str, folder: str, batch: int, length: int, mode: str, device: str, dtype: str, repeats: int):
+    import numpy as np
+    import tensorflow as tf
+
+    if dtype != "float32":
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_" + dtype)
+    if impl.startswith("ours"):
+        import deberta_tf
+
+        cls = deberta_tf.TFDebertaForMaskedLM if mode == "train" else deberta_tf.TFDebertaModel
+        model = cls.from_pretrained(folder)
+    else:
+        import transformers
+
+        cls = transformers.TFDebertaForMaskedLM if mode == "train" else transformers.TFDebertaModel
+        model = cls.from_pretrained(folder, from_pt=True)
+    rng = np.random.default_rng(0)
+    ids = tf.constant(rng.integers(5, BASE_SHAPE["vocab_size"], size=(batch, length)), dtype=tf.int32)
+    mask = tf.ones((batch, length), dtype=tf.int32)
+    labels = tf.where(tf.random.uniform((batch, length)) < 0.15, ids, -100)
+    jit = impl.endswith("xla")
+    optimizer = tf.keras.optimizers.Adam(1e-5) if impl.startswith("ref") else None
+    if mode == "train" and impl.startswith("ours"):
+        import keras
+
+        optimizer = keras.optimizers.AdamW(1e-5)
+
+    @tf.function(jit_compile=jit)
+    def infer():
+        return model({"input_ids": ids, "attention_mask": mask}, training=False)[0]
+
+    @tf.function(jit_compile=jit)
+    def train():
+        with tf.GradientTape() as tape:
+            out = model({"input_ids": ids, "attention_mask": mask, "labels": labels}, training=True)
+            loss = tf.reduce_mean(out["loss"])
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    fn = train if mode == "train" else infer
+    base = current_rss_bytes()
+    fn().numpy()
+    peak = peak_rss_bytes() - base
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn().numpy()
+        times.append(time.perf_counter() - start)
+    return times, peak
+
+
+def worker(args: argparse.Namespace) -> None:
+    if args.impl.startswith("ref-tf"):
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"  # the reference's TensorFlow models need Keras 2 (tf-keras)
+    batch, length = (int(x) for x in args.shape.split("x"))
+    runner = run_pt if "-pt" in args.impl else run_tf
+    times, peak = runner(args.impl, args.folder, batch, length, args.mode, args.device, args.dtype, args.repeats)
+    print(json.dumps({"tokens_per_s": batch * length / statistics.median(times), "peak_bytes": peak}))
+
+
+# ----------------------------------------------------------------------------- the table (parent process)
+def available(impl: str) -> bool:
+    def importable(name: str) -> bool:
+        from importlib.util import find_spec
+
+        return find_spec(name) is not None
+
+    needs = {"ours-pt": ["torch"], "ours-tf": ["tensorflow"], "ref-pt": ["torch", "transformers"],
+             "ref-tf": ["tensorflow", "transformers", "tf_keras"]}
+    key = "-".join(impl.split("-")[:2])
+    return all(importable(n) for n in needs[key])
+
+
+def make_weights(folder: str) -> None:
+    import torch
+
+    import deberta_pt
+    from deberta_common import DebertaConfig
+
+    torch.manual_seed(0)
+    deberta_pt.DebertaForMaskedLM(DebertaConfig(**BASE_SHAPE)).save_pretrained(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impls", default=",".join(IMPLS))
+    parser.add_argument("--mode", default="infer", choices=("infer", "train", "both"))
+    parser.add_argument("--shapes", help="comma-separated BxL; default: L in 128..2048 at --token-budget")
+    parser.add_argument("--token-budget", type=int, default=1024)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
+    parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    shapes = args.shapes.split(",") if args.shapes else [
+        f"{max(1, args.token_budget // n)}x{n}" for n in (128, 256, 512, 1024, 2048)]
+    impls = [i for i in args.impls.split(",") if available(i)]
+    skipped = [i for i in args.impls.split(",") if i not in impls]
+    modes = ("infer", "train") if args.mode == "both" else (args.mode,)
+    folder = tempfile.mkdtemp(prefix="deberta-bench-")
+    make_weights(folder)
+    rows = []
+    print(f"# {args.device} {args.dtype}, deberta-base shape, median of {args.repeats}; "
+          f"not importable here: {', '.join(skipped) or 'none'}")
+    print("| mode | impl | shape | tokens/s | peak MiB | speed vs ref | memory vs ref |")
+    print("|---|---|---|---|---|---|---|")
+    for mode in modes:
+        for shape in shapes:
+            results = {}
+            for impl in impls:
+                cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--shape", shape, "--folder", folder,
+                       "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats)]
+                env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+                try:
+                    run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
+                    result = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else {
+                        "error": (run.stderr.strip().splitlines() or ["failed"])[-1][:80]}
+                except subprocess.TimeoutExpired:
+                    result = {"error": f"timed out after {args.timeout}s"}
+                results[impl] = result
+                ref = results.get(impl.replace("ours", "ref").replace("tf-xla", "tf-graph"))
+                speed = memory = ""
+                if "tokens_per_s" in result and ref and "tokens_per_s" in ref and impl.startswith("ours"):
+                    speed = f"{result['tokens_per_s'] / ref['tokens_per_s']:.2f}x"
+                    memory = f"{result['peak_bytes'] / max(ref['peak_bytes'], 1):.2f}x"
+                if "tokens_per_s" in result:
+                    line = f"| {mode} | {impl} | {shape} | {result['tokens_per_s']:.0f} | " \
+                           f"{result['peak_bytes'] / 2**20:.0f} | {speed} | {memory} |"
+                else:
+                    line = f"| {mode} | {impl} | {shape} | fails: {result['error']} | | | |"
+                print(line, flush=True)
+                rows.append({"mode": mode, "impl": impl, "shape": shape, **result})
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
