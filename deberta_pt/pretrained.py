@@ -37,6 +37,11 @@ def _numpy_for_file(tensor: torch.Tensor) -> tuple[np.ndarray, str]:
     return tensor.numpy(), str(tensor.dtype).replace("torch.", "")
 
 
+def _full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a sharded (FSDP2 DTensor) parameter, a collective every rank joins; else itself."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
 class DebertaPreTrainedModel(nn.Module):
     """Base of every DeBERTa PyTorch model: `from_pretrained`, `save_pretrained`, init and tying."""
 
@@ -206,13 +211,18 @@ class DebertaPreTrainedModel(nn.Module):
         """Write config.json and `model.safetensors` (or `pytorch_model.bin`), sharded past max_shard_size.
 
         Tied weights are saved once, under the word embeddings' name. Returns the weight files written.
+        Under torch.distributed call it on every rank: sharded (FSDP) weights are gathered, and rank 0
+        alone writes an ordinary checkpoint.
         """
         directory = os.fspath(directory)
-        os.makedirs(directory, exist_ok=True)
-        self.config.architectures = [type(self).__name__]
-        self.config.save_pretrained(directory)
         tied = self._tied_keys()
-        state = {n: t for n, t in self.state_dict().items() if n not in tied}
+        state = {n: _full_tensor(t) for n, t in self.state_dict().items() if n not in tied}
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return []
+        os.makedirs(directory, exist_ok=True)
+        # FSDP wraps the class in a subclass of its own: record the model class it came from.
+        self.config.architectures = [next(c.__name__ for c in type(self).__mro__ if c.__module__ == "deberta_pt.modeling")]
+        self.config.save_pretrained(directory)
         sizes = {n: t.numel() * t.element_size() for n, t in state.items()}
         if safe_serialization:
             def write_shard(path: str, names: list[str]) -> None:
