@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import os
 import re
-from typing import Any
+from typing import Any, Iterator
 
 from ._unicode_tables import LETTER_RANGES, NUMBER_RANGES, WHITESPACE
 from .tokenization_utils import DebertaTokenizerBase, bytes_to_unicode, read_merges, read_vocab
@@ -20,6 +20,7 @@ _HEAP_BPE_MIN_SYMBOLS = 48
 # The piece -> ids cache is dropped when it grows past this, so that a long stream of unique words cannot
 # grow it forever.
 _CACHE_SIZE = 200_000
+_WHITESPACE = frozenset(WHITESPACE)
 
 
 def _char_class(ranges: tuple[tuple[int, int], ...]) -> str:
@@ -45,7 +46,8 @@ def gpt2_pattern() -> re.Pattern[str]:
     astral = "(?=[\U00010000-\U0010ffff])"
     letter = f"(?:[{letters_bmp}]|{astral}[{letters_astral}])"
     number = f"(?:[{numbers_bmp}]|{astral}[{numbers_astral}])"
-    other = f"(?:[^{letters_bmp}{numbers_bmp}{space}\U00010000-\U0010ffff]|{astral}(?![{letters_astral}{numbers_astral}]).)"
+    other_bmp = f"[^{letters_bmp}{numbers_bmp}{space}\U00010000-\U0010ffff]"
+    other = f"(?:{other_bmp}|{astral}(?![{letters_astral}{numbers_astral}]).)"
     return re.compile(
         f"'s|'t|'re|'ve|'m|'ll|'d| ?{letter}+| ?{number}+| ?{other}+|[{space}]+(?![^{space}])|[{space}]+", re.DOTALL
     )
@@ -84,17 +86,13 @@ class DebertaTokenizer(DebertaTokenizerBase):
                     model_max_length=model_max_length)  # fmt: skip
         self._ranks = {pair: rank for rank, pair in enumerate(merges)}
         # str.translate of the text's Latin-1 view maps each UTF-8 byte to its byte-level character.
-        self._byte_table = {b: c for b, c in bytes_to_unicode().items()}
+        self._byte_table = bytes_to_unicode()
         self._pattern = gpt2_pattern()
         # tokenizers only knows an unknown-token id when the token is in the BPE model's own vocabulary.
         self._bpe_unk = vocab.get(self.unk_token)
         self._all_bytes_known = all(c in vocab for c in self._byte_table.values())
         specials = sorted(self.all_special_tokens, key=len, reverse=True)  # longest match first
-        self._special_pattern = re.compile(
-            "|".join(
-                (f"[{re.escape(WHITESPACE)}]*" if t == self.mask_token else "") + re.escape(t) for t in specials
-            )
-        )
+        self._special_pattern = re.compile("|".join(map(re.escape, specials)))
         self._cache: dict[str, list[int]] = {}
 
     # -- text -> ids -------------------------------------------------------------------------------------------
@@ -107,13 +105,19 @@ class DebertaTokenizer(DebertaTokenizerBase):
         self._encode_text(handle, words)
         return words
 
-    def _segments(self, text: str):
+    def _segments(self, text: str) -> Iterator[tuple[int | None, str]]:
         """(special token id or None, text) pieces: the text split around special tokens written in it."""
         start = 0
         for match in self._special_pattern.finditer(text):
-            if match.start() > start:
-                yield None, text[start : match.start()]
-            yield self._token_to_id[match.group().lstrip(WHITESPACE)], ""
+            token, begin = match.group(), match.start()
+            if token == self.mask_token:
+                # [MASK] takes the whitespace before it. Walking back from the match (not a regex with a
+                # leading \s*, which rescans a long run of spaces from every position) keeps this linear.
+                while begin > start and text[begin - 1] in _WHITESPACE:
+                    begin -= 1
+            if begin > start:
+                yield None, text[start:begin]
+            yield self._token_to_id[token], ""
             start = match.end()
         if start < len(text):
             yield None, text[start:]
@@ -176,7 +180,7 @@ class DebertaTokenizer(DebertaTokenizerBase):
 
     def _merge_heap(self, symbols: list[str]) -> list[str]:
         """Same merges as `_merge_scan` (and as tokenizers' `Word::merge_all`) for long words: a heap of
-        (rank, position) over a linked list of symbols; entries whose pair has changed since are skipped."""
+        (rank, position) over a linked list of symbols."""
         ranks = self._ranks
         n = len(symbols)
         nxt = list(range(1, n + 1))
@@ -191,7 +195,8 @@ class DebertaTokenizer(DebertaTokenizerBase):
         while heap:
             rank, i, merged = heapq.heappop(heap)
             j = nxt[i]
-            if not alive[i] or j >= n or symbols[i] + symbols[j] != merged or ranks.get((symbols[i], symbols[j])) != rank:
+            # Skip entries whose pair has changed since they were pushed (tokenizers compares the merge result).
+            if not alive[i] or j >= n or (symbols[i], symbols[j]) not in ranks or symbols[i] + symbols[j] != merged:
                 continue
             symbols[i] = merged
             alive[j] = False

@@ -55,7 +55,7 @@ class DebertaTokenizerFast(DebertaTokenizerBase):
         self._setup(vocab, merges, errors=errors, special_tokens=special, add_prefix_space=add_prefix_space,
                     model_max_length=model_max_length)  # fmt: skip
         self._tokenizer = self._build_backend()
-        # encode_batch_fast (tokenizers >= 0.21) skips the offset bookkeeping.
+        # encode_batch_fast (recent tokenizers) skips the offset bookkeeping; older versions only have encode_batch.
         self._encode_batch_no_offsets = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
 
     @staticmethod

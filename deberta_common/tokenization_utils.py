@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence, Union
 
 import numpy as np
-
-from ._unicode_tables import WHITESPACE
 
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
@@ -109,7 +108,9 @@ def _check_merges(pairs: Iterable[tuple[int, Any]], vocab: dict[str, int], sourc
         # tokenizers refuses merges whose parts or result are not tokens; checking here names the line.
         for token in (pair[0], pair[1], pair[0] + pair[1]):
             if token not in vocab:
-                raise TokenizerError(f"{source}, line {line_no}: {token!r} (from merge {' '.join(pair)!r}) is not in the vocabulary")
+                raise TokenizerError(
+                    f"{source}, line {line_no}: {token!r} (from merge {' '.join(pair)!r}) is not in the vocabulary"
+                )
         merges.append((pair[0], pair[1]))
     return merges
 
@@ -287,7 +288,7 @@ class BatchEncoding(dict):
         try:
             return self._layouts[batch_index]
         except IndexError:
-            raise TokenizerError(f"batch_index {batch_index} out of range for a batch of {len(self._layouts)}") from None
+            raise TokenizerError(f"batch_index {batch_index} is out of range ({len(self._layouts)} rows)") from None
 
     def word_ids(self, batch_index: int = 0) -> list[int | None]:
         """Index of the word (pre-tokenised piece) each token of row `batch_index` comes from; None for special
@@ -413,8 +414,8 @@ class DebertaTokenizerBase:
         for token, index in expected_ids.items():
             if tokenizer._token_to_id.get(token) != index:
                 raise TokenizerError(
-                    f"{os.path.join(directory, TOKENIZER_CONFIG_FILE)}: added token {token!r} has id {index}, but "
-                    f"this tokenizer gives it {tokenizer._token_to_id.get(token)} (only the special tokens are supported)"
+                    f"{os.path.join(directory, TOKENIZER_CONFIG_FILE)}: added token {token!r} has id {index}, but this "
+                    f"tokenizer gives it {tokenizer._token_to_id.get(token)} (only special tokens can be added tokens)"
                 )
         return tokenizer
 
@@ -533,7 +534,7 @@ class DebertaTokenizerBase:
 
     def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> str | list[str]:
         """Token string of an id (or of each id). Ids outside the vocabulary raise TokenizerError."""
-        single = isinstance(ids, int) and not isinstance(ids, bool)
+        single = (isinstance(ids, int) and not isinstance(ids, bool)) or getattr(ids, "ndim", None) == 0
         tokens = []
         for i in _ids_to_list(ids):
             if skip_special_tokens and i in self._special_ids:
@@ -575,7 +576,9 @@ class DebertaTokenizerBase:
 
     # -- special tokens ----------------------------------------------------------------------------------------
 
-    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
         """`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`."""
         return _with_special_tokens(list(token_ids_0), None if token_ids_1 is None else list(token_ids_1),
                                     self.cls_token_id, self.sep_token_id)  # fmt: skip
@@ -695,7 +698,7 @@ class DebertaTokenizerBase:
         if return_tensors is not None:
             data = _to_tensors(data, return_tensors)  # a single input becomes a batch of one
         elif not batched:
-            data = {key: rows[0] for key, rows in data.items()}
+            data = {key: values[0] for key, values in data.items()}
         return BatchEncoding(data, layouts, self._word_ids)
 
     def _token_types(self, layout: _Layout, pair: bool) -> list[int]:
@@ -727,10 +730,10 @@ class DebertaTokenizerBase:
             )
         if text_pair is not None:
             if not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text):
+                got = f"length {len(text_pair)}" if isinstance(text_pair, (list, tuple)) else type(text_pair).__name__
                 raise TokenizerError(
-                    f"with a list of texts, text_pair must be a list of the same length ({len(text)}), "
-                    f"got {type(text_pair).__name__}" + (f" of length {len(text_pair)}" if isinstance(text_pair, (list, tuple)) else "")
-                )  # fmt: skip
+                    f"with a list of texts, text_pair must be a list of the same length ({len(text)}), got {got}"
+                )
             return True, [check(t, f"text[{i}]") for i, t in enumerate(text)], [
                 check(t, f"text_pair[{i}]") for i, t in enumerate(text_pair)
             ]
@@ -746,7 +749,7 @@ class DebertaTokenizerBase:
     def _strategies(self, padding: Any, truncation: Any, max_length: Any) -> tuple[str | None, str | None, int | None]:
         """Normalise padding/truncation the way Hugging Face does: True means "longest" / "longest_first", and
         max_length alone (no padding, truncation left unset) turns on "longest_first" truncation."""
-        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 0):
+        if max_length is not None and (type(max_length) is not int or max_length < 0):
             raise TokenizerError(f"max_length must be a non-negative integer or None, got {max_length!r}")
         if padding is True:
             padding = "longest"
@@ -765,7 +768,11 @@ class DebertaTokenizerBase:
                 f"truncation must be True, False or one of {list(_TRUNCATION_STRATEGIES)}, got {truncation!r}"
             )
         if max_length is None and (padding == "max_length" or truncation != "do_not_truncate"):
-            max_length = self.model_max_length  # None: no limit, so no truncation and no max_length padding
+            max_length = self.model_max_length
+            if max_length is None:  # as in Hugging Face: warn, then go on without
+                what = "truncation" if truncation != "do_not_truncate" else "padding='max_length'"
+                warnings.warn(f"{what} needs max_length and this tokenizer has no model_max_length; ignoring it",
+                              stacklevel=3)  # fmt: skip
         padding = None if padding == "do_not_pad" or (padding == "max_length" and max_length is None) else padding
         truncation = None if truncation == "do_not_truncate" or max_length is None else truncation
         return padding, truncation, max_length
