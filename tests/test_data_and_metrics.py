@@ -91,3 +91,40 @@ def test_entity_f1_seqeval_style():
     result = metrics.entity_f1(predictions, labels)
     assert result["precision"] == pytest.approx(1 / 2) and result["recall"] == pytest.approx(1 / 3)
     assert result["f1"] == pytest.approx(2 * (1 / 2) * (1 / 3) / (1 / 2 + 1 / 3))
+
+
+def test_qa_windows_map_the_answer_back_through_offsets():
+    import os
+
+    from deberta_common import DebertaTokenizerFast
+
+    tokenizer = DebertaTokenizerFast.from_pretrained(os.path.join(os.path.dirname(__file__), "fixtures", "gpt2"))
+    filler = " ".join(f"word{i}" for i in range(60))
+    context = f"{filler} The treaty was signed in Paris in 1783. {filler}"
+    answer_text = "Paris in 1783"
+    answer_start = context.index(answer_text)
+    features = data.prepare_qa_features(tokenizer, "Where was it signed?", context, max_length=64, stride=16,
+                                        answer_start=answer_start, answer_text=answer_text)
+    assert len(features) > 3
+    assert all(len(f["input_ids"]) <= 64 for f in features)
+    holding = [f for f in features if f["start_positions"] != 0]
+    assert holding  # some window holds the whole answer
+    for feature in features:
+        ids = feature["input_ids"]
+        assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+        assert feature["token_type_ids"].count(1) == sum(o is not None for o in feature["offset_mapping"]) + 1
+        if feature["start_positions"]:
+            s, e = feature["start_positions"], feature["end_positions"]
+            begin, finish = feature["offset_mapping"][s][0], feature["offset_mapping"][e][1]
+            assert context[begin:finish] == answer_text
+    # logits that point at the answer in one window give the answer text back
+    start_logits, end_logits = [], []
+    for feature in features:
+        starts, ends = np.zeros(len(feature["input_ids"])), np.zeros(len(feature["input_ids"]))
+        if feature is holding[0]:
+            starts[feature["start_positions"]] = ends[feature["end_positions"]] = 10.0
+        start_logits.append(starts)
+        end_logits.append(ends)
+    assert data.best_answer(start_logits, end_logits, features, context)["text"] == answer_text
+    with pytest.raises(ValueError, match="stride"):
+        data.prepare_qa_features(tokenizer, "q", context, max_length=32, stride=40)
