@@ -16,11 +16,12 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from deberta_common import checkpoints, weight_names
+from deberta_common import checkpoints, rules, weight_names
 from deberta_common.checkpoints import CheckpointError, CheckpointReader
 from deberta_common.config import CONFIG_NAME, DebertaConfig
 
-HEADS = ("Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
+HEADS = ("Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
+         "ForMultipleChoice")
 FORMATS = {"pt": ("safetensors", "bin"), "tf": ("h5",)}
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 # Largest |difference| allowed in verification, relative to the largest |output| (at least 1).
@@ -72,6 +73,7 @@ def plan_conversion(reader: CheckpointReader, config: DebertaConfig, model_class
                     log: Callable[[str], None] = print) -> Plan:
     """Check every source tensor against the model the config describes; name what does not fit."""
     source = [n for n in reader.keys() if not weight_names.IGNORED_PT_KEYS.search(n)]
+    rules.fit_config_to_weights(config, source)
     head = detect_head(config, source) if model_class == "auto" else model_class
     expected = expected_shapes(config, head)
     if head != "Model" and not any(n.startswith("deberta.") for n in source):
@@ -194,7 +196,7 @@ def copy_other_files(src: str, dst: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- verification
-def _verification_batch(config: DebertaConfig) -> dict[str, np.ndarray]:
+def _verification_batch(config: DebertaConfig, head: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1234)
     length = min(16, config.max_position_embeddings)
     ids = rng.integers(0, config.vocab_size, size=(2, length), dtype=np.int64)
@@ -203,6 +205,8 @@ def _verification_batch(config: DebertaConfig) -> dict[str, np.ndarray]:
     batch = {"input_ids": np.where(mask == 1, ids, config.pad_token_id), "attention_mask": mask}
     if config.type_vocab_size > 0:
         batch["token_type_ids"] = rng.integers(0, config.type_vocab_size, size=(2, length), dtype=np.int64)
+    if head == "ForMultipleChoice":  # one question with two choices
+        batch = {k: v[None] for k, v in batch.items()}
     return batch
 
 
@@ -227,7 +231,7 @@ def run_model(folder: str, framework: str, head: str, batch: dict[str, np.ndarra
 def verify(src: str, src_framework: str, dst: str, dst_framework: str, head: str, config: DebertaConfig,
            dtype: str, log: Callable[[str], None]) -> dict[str, float]:
     """Run source and converted checkpoints on one padded batch; raise if they differ beyond the dtype's tolerance."""
-    batch = _verification_batch(config)
+    batch = _verification_batch(config, head)
     before = run_model(src, src_framework, head, batch)
     after = run_model(dst, dst_framework, head, batch)
     diffs = {}

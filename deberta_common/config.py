@@ -143,6 +143,17 @@ class DebertaConfig:
         return self.max_relative_positions if self.max_relative_positions >= 1 else self.max_position_embeddings
 
     @property
+    def enhanced_mask_decoder(self) -> bool:
+        """The original masked-LM head (legacy=False) of a model without absolute positions in its input
+        predicts through the Enhanced Mask Decoder, as the original DeBERTa does."""
+        return not self.legacy and not self.position_biased_input
+
+    @property
+    def absolute_position_table(self) -> bool:
+        """Whether the embeddings hold `position_embeddings`: for the input, or for the Enhanced Mask Decoder."""
+        return self.position_biased_input or self.enhanced_mask_decoder
+
+    @property
     def scale_factor(self) -> int:
         """The attention scores are divided by sqrt(head_dim * scale_factor)."""
         return 1 + len(self.pos_att_type)
@@ -213,9 +224,15 @@ class DebertaConfig:
             merged.pop("label2id", None)
         merged.update(overrides)
         try:
-            return cls(**merged)
+            config = cls(**merged)
         except TypeError as err:  # e.g. a field given twice through overrides
             raise ConfigError(str(err)) from err
+        config._given_keys = frozenset(merged)  # what the file (or caller) set, as opposed to defaults
+        return config
+
+    def is_given(self, key: str) -> bool:
+        """Whether `key` was set explicitly (in config.json or as an override) rather than left at its default."""
+        return key in getattr(self, "_given_keys", ())
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "DebertaConfig":

@@ -70,3 +70,9 @@ class QuestionAnsweringModelOutput(ModelOutput):
     """start_logits, end_logits: (B, L)."""
 
     _fields = ("loss", "start_logits", "end_logits", "hidden_states", "attentions")
+
+
+class MultipleChoiceModelOutput(ModelOutput):
+    """logits: (B, num_choices), one score per choice."""
+
+    _fields = ("loss", "logits", "hidden_states", "attentions")

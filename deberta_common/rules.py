@@ -37,3 +37,13 @@ def sequence_classification_loss_kind(
 def relative_span(query_size: int, key_size: int, max_relative_positions: int) -> int:
     """The number of relative distances attended on each side: min(max(Lq, Lk), R)."""
     return min(max(query_size, key_size), max_relative_positions)
+
+
+def fit_config_to_weights(config, names) -> None:
+    """Settle what config.json leaves open from the checkpoint's weight names.
+
+    The original DeBERTa checkpoints carry the `lm_predictions.lm_head.*` masked-LM head but no `legacy`
+    key (whose default selects the other head): with such weights and `legacy` not given, use their head.
+    """
+    if not config.is_given("legacy") and any(n.startswith("lm_predictions.") for n in names):
+        config.legacy = False

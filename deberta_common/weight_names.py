@@ -25,6 +25,7 @@ TF_MODEL_PREFIX = {
     "DebertaForSequenceClassification": "tf_deberta_for_sequence_classification",
     "DebertaForTokenClassification": "tf_deberta_for_token_classification",
     "DebertaForQuestionAnswering": "tf_deberta_for_question_answering",
+    "DebertaForMultipleChoice": "tf_deberta_for_multiple_choice",
 }
 
 # Keys that carry no weight: buffers older checkpoints saved, and aliases of weights saved under another name.

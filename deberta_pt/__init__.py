@@ -2,6 +2,7 @@
 
 from .modeling import (
     DebertaForMaskedLM,
+    DebertaForMultipleChoice,
     DebertaForQuestionAnswering,
     DebertaForSequenceClassification,
     DebertaForTokenClassification,
@@ -16,4 +17,5 @@ __all__ = [
     "DebertaForSequenceClassification",
     "DebertaForTokenClassification",
     "DebertaForQuestionAnswering",
+    "DebertaForMultipleChoice",
 ]

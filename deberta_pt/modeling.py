@@ -19,6 +19,7 @@ from deberta_common.config import DebertaConfig
 from deberta_common.outputs import (
     BaseModelOutput,
     MaskedLMOutput,
+    MultipleChoiceModelOutput,
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
@@ -84,7 +85,7 @@ class DebertaEmbeddings(nn.Module):
         self.config = config
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.position_biased_input = config.position_biased_input
-        if config.position_biased_input:
+        if config.absolute_position_table:
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
         if config.type_vocab_size > 0:
             self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
@@ -149,9 +150,9 @@ class DisentangledSelfAttention(nn.Module):
             self.head_weights_proj = nn.Linear(config.num_attention_heads, config.num_attention_heads, bias=False)
         if self.relative_attention:
             self.pos_dropout = nn.Dropout(config.hidden_dropout_prob)
-            if "c2p" in self.pos_att_type:
+            if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
                 self.pos_proj = nn.Linear(config.hidden_size, self.all_head_size, bias=False)
-            if "p2c" in self.pos_att_type:
+            if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
                 self.pos_q_proj = nn.Linear(config.hidden_size, self.all_head_size)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
@@ -165,17 +166,22 @@ class DisentangledSelfAttention(nn.Module):
         attention_mask: torch.Tensor,
         output_attentions: bool = False,
         rel_embeddings: Optional[torch.Tensor] = None,
+        query_states: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """attention_mask: (B, 1, L, L) bool, True where query i may attend to key j.
-        rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`)."""
+        rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`).
+        query_states: (B, L, hidden) to build the queries from instead of hidden_states (the Enhanced Mask
+        Decoder); keys and values always come from hidden_states."""
         query_layer, key_layer, value_layer = self.transpose_for_scores(self.in_proj(hidden_states)).chunk(3, dim=-1)
+        if query_states is not None:
+            query_layer = self.transpose_for_scores(self.in_proj(query_states)).chunk(3, dim=-1)[0]
         query_layer = query_layer + self.transpose_for_scores(self.q_bias[None, None, :])
         value_layer = value_layer + self.transpose_for_scores(self.v_bias[None, None, :])
         scale = math.sqrt(self.attention_head_size * self.scale_factor)
         query_layer = query_layer / scale
 
         rel_att = None
-        if self.relative_attention and ("c2p" in self.pos_att_type or "p2c" in self.pos_att_type):
+        if self.relative_attention and any(t in self.pos_att_type for t in ("c2p", "p2c", "p2p")):
             rel_embeddings = self.pos_dropout(rel_embeddings)
             rel_att = self.disentangled_att_bias(query_layer, key_layer, rel_embeddings)
 
@@ -222,18 +228,27 @@ class DisentangledSelfAttention(nn.Module):
     def disentangled_att_bias(
         self, query_layer: torch.Tensor, key_layer: torch.Tensor, rel_embeddings: torch.Tensor
     ) -> torch.Tensor:
-        """c2p[i, j] = q_i . Kr[i - j] and p2c[i, j] = k_j . Qr[i - j] (rows of `rel_embeddings`), (B, H, L, L).
+        """c2p[i, j] = q_i . Kr[i - j], p2c[i, j] = k_j . Qr[i - j] and p2p[i, j] = Qr[i] . Kr[i - j], where
+        Kr / Qr are the position keys / queries of the `rel_embeddings` row of a distance: (B, H, L, L).
 
         query_layer is already divided by the scale; the position queries are divided by it here.
         """
         score = 0
-        if "c2p" in self.pos_att_type:
+        length = query_layer.shape[-2]
+        if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
+            # rows reversed, so that relative_shift reads each query's distances as one contiguous band
             pos_key_layer = self.transpose_for_scores(self.pos_proj(rel_embeddings.flip(0))[None])
-            score = score + relative_shift(query_layer @ pos_key_layer.transpose(-1, -2), transposed=False)
-        if "p2c" in self.pos_att_type:
+        if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
             pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])
             pos_query_layer = pos_query_layer / math.sqrt(pos_query_layer.shape[-1] * self.scale_factor)
+        if "c2p" in self.pos_att_type:
+            score = score + relative_shift(query_layer @ pos_key_layer.transpose(-1, -2), transposed=False)
+        if "p2c" in self.pos_att_type:
             score = score + relative_shift(key_layer @ pos_query_layer.transpose(-1, -2), transposed=True)
+        if "p2p" in self.pos_att_type:
+            # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
+            p2p_att = pos_query_layer[:, :, length:] @ pos_key_layer.transpose(-1, -2)
+            score = score + relative_shift(p2p_att, transposed=False)
         return score
 
 
@@ -254,11 +269,12 @@ class DebertaAttention(nn.Module):
         self.self = DisentangledSelfAttention(config)
         self.output = DebertaSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None):
+    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None, query_states=None):
         self_output, attention_probs = self.self(
-            hidden_states, attention_mask, output_attentions, rel_embeddings=rel_embeddings
+            hidden_states, attention_mask, output_attentions, rel_embeddings=rel_embeddings, query_states=query_states
         )
-        return self.output(self_output, hidden_states), attention_probs
+        residual = hidden_states if query_states is None else query_states
+        return self.output(self_output, residual), attention_probs
 
 
 class DebertaIntermediate(nn.Module):
@@ -289,9 +305,9 @@ class DebertaLayer(nn.Module):
         self.intermediate = DebertaIntermediate(config)
         self.output = DebertaOutput(config)
 
-    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None):
+    def forward(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None, query_states=None):
         attention_output, attention_probs = self.attention(
-            hidden_states, attention_mask, output_attentions, rel_embeddings=rel_embeddings
+            hidden_states, attention_mask, output_attentions, rel_embeddings=rel_embeddings, query_states=query_states
         )
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layer_output, attention_probs
@@ -309,6 +325,18 @@ class DebertaEncoder(nn.Module):
             self.rel_embeddings = nn.Embedding(self.max_relative_positions * 2, config.hidden_size)
         self.gradient_checkpointing = False
 
+    def get_attention_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) token mask -> (B, 1, L, L) bool, True where both query and key are tokens."""
+        valid = attention_mask.bool()
+        return valid[:, None, None, :] & valid[:, None, :, None]
+
+    def get_rel_embeddings(self, length: int, device: torch.device) -> Optional[torch.Tensor]:
+        """(2L, hidden) relative embeddings for the distances -L .. L-1, or None without relative attention."""
+        if not self.relative_attention:
+            return None
+        span = rules.relative_span(length, length, self.max_relative_positions)
+        return self.rel_embeddings.weight[build_relative_position(length, span, self.max_relative_positions, device)]
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -317,14 +345,8 @@ class DebertaEncoder(nn.Module):
         output_attentions: bool = False,
     ) -> BaseModelOutput:
         """attention_mask: (B, L), 1 for tokens, 0 for padding."""
-        valid = attention_mask.bool()
-        pair_mask = valid[:, None, None, :] & valid[:, None, :, None]  # (B, 1, L, L)
-        rel_embeddings = None
-        if self.relative_attention:
-            length = hidden_states.shape[1]
-            span = rules.relative_span(length, length, self.max_relative_positions)
-            rows = build_relative_position(length, span, self.max_relative_positions, hidden_states.device)
-            rel_embeddings = self.rel_embeddings.weight[rows]
+        pair_mask = self.get_attention_mask(attention_mask)
+        rel_embeddings = self.get_rel_embeddings(hidden_states.shape[1], hidden_states.device)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -494,11 +516,14 @@ class DebertaForMaskedLM(DebertaPreTrainedModel):
         output_hidden_states=None,
         return_dict=None,
     ):
+        emd = self.config.enhanced_mask_decoder
         outputs = self.deberta(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions, output_hidden_states, return_dict=True,
+            output_attentions, output_hidden_states or emd, return_dict=True,
         )
         sequence_output = outputs.last_hidden_state
+        if emd:
+            sequence_output = self.enhanced_mask_decoder(outputs.hidden_states[-2], attention_mask, position_ids)
         if self.legacy:
             logits = self.cls(sequence_output)
         else:
@@ -510,9 +535,39 @@ class DebertaForMaskedLM(DebertaPreTrainedModel):
                 ignore_index=rules.IGNORE_INDEX,
             )
         result = MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states if output_hidden_states else None,
+            attentions=outputs.attentions,
         )
         return result if self._return_dict(return_dict) else result.to_tuple()
+
+    def enhanced_mask_decoder(
+        self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor], position_ids: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """The original DeBERTa's Enhanced Mask Decoder: (B, L, hidden) states to predict tokens from.
+
+        Queries start as the absolute position embeddings plus the states entering the last layer,
+        H = hidden_states (the second-to-last entry of `hidden_states`); the last encoder layer runs twice
+        with keys and values from H and queries from the previous step.
+        """
+        batch, length = hidden_states.shape[:2]
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, length, dtype=torch.long, device=hidden_states.device)
+        if position_ids is None:
+            position_ids = torch.arange(length, device=hidden_states.device)[None, :]
+        embeddings = self.deberta.embeddings
+        check_ids(position_ids, self.config.max_position_embeddings, "position_ids")
+        positions = embeddings.position_embeddings(position_ids)
+        if self.config.embedding_size != self.config.hidden_size:
+            positions = embeddings.embed_proj(positions)
+        encoder = self.deberta.encoder
+        pair_mask = encoder.get_attention_mask(attention_mask)
+        rel_embeddings = encoder.get_rel_embeddings(length, hidden_states.device)
+        query_states = positions + hidden_states
+        for _ in range(2):
+            query_states, _ = encoder.layer[-1](
+                hidden_states, pair_mask, rel_embeddings=rel_embeddings, query_states=query_states
+            )
+        return query_states
 
 
 class ContextPooler(nn.Module):
@@ -666,5 +721,52 @@ class DebertaForQuestionAnswering(DebertaPreTrainedModel):
         result = QuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits,
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
+
+
+class DebertaForMultipleChoice(DebertaPreTrainedModel):
+    """Inputs (B, C, L) for C choices -> logits (B, C): the pooled first token of each choice, scored by a
+    (pooler_hidden_size -> 1) classifier; loss: cross-entropy over the choices."""
+
+    def __init__(self, config: DebertaConfig) -> None:
+        super().__init__(config)
+        self.deberta = DebertaModel(config)
+        self.pooler = ContextPooler(config)
+        self.classifier = nn.Linear(config.pooler_hidden_size, 1)
+        drop = config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(drop)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        source = input_ids if input_ids is not None else inputs_embeds
+        if source is None or source.dim() != (3 if input_ids is not None else 4):
+            raise ValueError("multiple choice takes input_ids (batch, choices, length) or inputs_embeds "
+                             "(batch, choices, length, embedding_size)")
+        num_choices = source.shape[1]
+
+        def flat(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if x is None else x.reshape(-1, *x.shape[2:])
+
+        outputs = self.deberta(
+            flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids), flat(inputs_embeds),
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        pooled_output = self.dropout(self.pooler(outputs.last_hidden_state))
+        logits = self.classifier(pooled_output).reshape(-1, num_choices)
+        loss = F.cross_entropy(logits.float(), labels.reshape(-1).long()) if labels is not None else None
+        result = MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
         return result if self._return_dict(return_dict) else result.to_tuple()

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deberta_common import checkpoints, weight_names
+from deberta_common import checkpoints, rules, weight_names
 from deberta_common.checkpoints import CheckpointError, CheckpointReader
 from deberta_common.config import DebertaConfig
 from deberta_common.hub import resolve_checkpoint
@@ -151,10 +151,11 @@ class DebertaPreTrainedModel(nn.Module):
         `ignore_mismatched_sizes=True`. `torch_dtype`: a torch dtype, its name, or "auto" (the stored dtype).
         """
         folder = resolve_checkpoint(path)
+        reader = CheckpointReader(folder, prefer=("safetensors", "bin", "h5"))
         if config is None:
             config = DebertaConfig.from_pretrained(folder, **config_overrides)
+            rules.fit_config_to_weights(config, reader.keys())
         model = cls(config)
-        reader = CheckpointReader(folder, prefer=("safetensors", "bin", "h5"))
         info = model.load_checkpoint(reader, ignore_mismatched_sizes=ignore_mismatched_sizes)
         if torch_dtype == "auto":
             float_names = [n for n in reader.keys() if reader.dtype(n).startswith(("float", "bfloat"))]
