@@ -1,0 +1,864 @@
+"""DeBERTa (v1) in Keras 3 on TensorFlow: embeddings, disentangled attention, encoder, heads.
+
+Mirrors `deberta_pt/modeling.py` class for class (names prefixed TF) and attribute for attribute: the
+attribute names are the checkpoint weight names (but for torch's `output` sub-modules: Keras reserves that
+attribute, so they are `dense_output`, a layer named "output"). Shapes: B batch, L sequence length, H heads, d head size,
+R = config.attention_span. Every layer builds its variables from the config (`build` ignores input shapes),
+and the models build themselves at construction.
+
+XLA: nothing branches on tensor values; lengths unknown at trace time are read with `tf.shape`; the
+relative-position scores are laid out by reshapes (`relative_shift`), not gathers.
+Mixed precision: the softmax runs in float32 and Keras LayerNormalization keeps its statistics in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from deberta_common import outputs, rules
+from deberta_common.config import DebertaConfig
+
+from .pretrained import (
+    DebertaKerasMixin,
+    TFDebertaPreTrainedModel,
+    build_once,
+    shape_list,
+    unpack_inputs,
+)
+
+ACT2FN = {
+    "gelu": functools.partial(tf.nn.gelu, approximate=False),
+    "gelu_python": functools.partial(tf.nn.gelu, approximate=False),
+    "gelu_new": functools.partial(tf.nn.gelu, approximate=True),
+    "gelu_fast": functools.partial(tf.nn.gelu, approximate=True),
+    "relu": tf.nn.relu,
+    "tanh": tf.math.tanh,
+    "sigmoid": tf.math.sigmoid,
+    "silu": tf.nn.silu,
+    "swish": tf.nn.silu,
+    "linear": tf.identity,
+}
+
+register = keras.saving.register_keras_serializable(package="deberta_zoo")
+
+
+# ----------------------------------------------------------------------------- outputs
+class _RebuiltByTensorFlow:
+    """tf.function rebuilds a returned Mapping as `type(out)(pairs)`; the shared output classes take keywords
+    only, so the TF models return these subclasses, which take both (and are instances of the shared ones)."""
+
+    def __init__(self, *pairs, **fields) -> None:
+        super().__init__(**dict(*pairs, **fields))
+
+
+class TFBaseModelOutput(_RebuiltByTensorFlow, outputs.BaseModelOutput):
+    pass
+
+
+class TFMaskedLMOutput(_RebuiltByTensorFlow, outputs.MaskedLMOutput):
+    pass
+
+
+class TFSequenceClassifierOutput(_RebuiltByTensorFlow, outputs.SequenceClassifierOutput):
+    pass
+
+
+class TFTokenClassifierOutput(_RebuiltByTensorFlow, outputs.TokenClassifierOutput):
+    pass
+
+
+class TFQuestionAnsweringModelOutput(_RebuiltByTensorFlow, outputs.QuestionAnsweringModelOutput):
+    pass
+
+
+# ----------------------------------------------------------------------------- helpers
+def build_relative_position(length, span, max_relative_positions: int) -> tf.Tensor:
+    """(2L,) int32 rows of `rel_embeddings` for the relative distances -L .. L-1 of a sequence of length L.
+
+    Distance i - j uses row clamp(i - j + span, 0, 2*span - 1) + R - span (the original DeBERTa rule, R =
+    max_relative_positions). Laying the rows out for every distance a length-L sequence has lets
+    `relative_shift` turn (L, 2L) position scores into (L, L) with a reshape instead of a gather.
+    Built once per forward and shared by every layer, batch row and head. length and span may be tensors.
+    """
+    distance = tf.range(2 * length) - length
+    return tf.clip_by_value(distance + span, 0, 2 * span - 1) + (max_relative_positions - span)
+
+
+def relative_shift(scores: tf.Tensor, transposed: bool) -> tf.Tensor:
+    """(B, H, L, 2L) scores against relative positions -> (B, H, L, L), without a gather.
+
+    transposed=False (c2p, position rows reversed): out[i, j] = scores[i, L - 1 - i + j].
+    transposed=True (p2c): out[i, j] = scores[j, L + i - j].
+    Both pick a band of the row-major (L * 2L) buffer: element (a, b) of a (L, 2L - 1) window that
+    starts at `offset` is scores.flat[offset + a * (2L - 1) + b]. Reshapes and slices only, which XLA
+    compiles with the offsets as constants.
+    """
+    *batch, length, width = shape_list(scores)
+    offset = length if transposed else length - 1
+    flat = tf.reshape(scores, [*batch, length * width])[..., offset : offset + length * (width - 1)]
+    band = tf.reshape(flat, [*batch, length, width - 1])[..., :length]
+    return tf.linalg.matrix_transpose(band) if transposed else band
+
+
+def check_ids(ids: tf.Tensor, limit: int, name: str) -> tf.Tensor:
+    """`ids`, after checking that they lie in [0, limit): an embedding gather would fail or, on GPU,
+    silently return zeros. Eagerly a ValueError naming `name`; in a graph, asserts that run before the
+    returned ids are used (XLA drops asserts: compiled code is unchecked)."""
+    if tf.executing_eagerly():
+        if tf.size(ids) > 0:
+            low, high = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+            if low < 0 or high >= limit:
+                raise ValueError(f"{name} must be in [0, {limit}), got values in [{low}, {high}]")
+        return ids
+    message = f"{name} must be in [0, {limit})"
+    checks = [
+        tf.debugging.assert_greater_equal(ids, tf.constant(0, ids.dtype), message=message),
+        tf.debugging.assert_less(ids, tf.constant(limit, ids.dtype), message=message),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(ids)
+
+
+class TFDebertaLayerBase(DebertaKerasMixin, keras.layers.Layer):
+    """A DeBERTa sub-layer: holds the config, builds from it, serialises as it."""
+
+
+# ----------------------------------------------------------------------------- embeddings
+@register
+class TFDebertaEmbeddings(TFDebertaLayerBase):
+    """Token (+ absolute position, + token type) embeddings -> (B, L, hidden), zeroed at padded positions."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.word_embeddings = self.make_embedding(config.vocab_size, config.embedding_size, "word_embeddings")
+        self.position_biased_input = config.position_biased_input
+        if config.position_biased_input:
+            self.position_embeddings = self.make_embedding(
+                config.max_position_embeddings, config.embedding_size, "position_embeddings"
+            )
+        if config.type_vocab_size > 0:
+            self.token_type_embeddings = self.make_embedding(
+                config.type_vocab_size, config.embedding_size, "token_type_embeddings"
+            )
+        if config.embedding_size != config.hidden_size:
+            self.embed_proj = self.make_dense(config.hidden_size, "embed_proj", use_bias=False)
+        self.LayerNorm = self.make_layer_norm()
+        self.dropout = self.make_dropout(config.hidden_dropout_prob)
+
+    def build(self, input_shape=None) -> None:
+        config = self.config
+        build_once(self.word_embeddings)
+        # As torch's nn.Embedding(padding_idx=...): the padding row starts at zero.
+        table = self.word_embeddings.embeddings
+        table.assign(tf.tensor_scatter_nd_update(
+            table.value, [[config.pad_token_id]], tf.zeros([1, config.embedding_size], table.dtype)
+        ))
+        if config.position_biased_input:
+            build_once(self.position_embeddings)
+        if config.type_vocab_size > 0:
+            build_once(self.token_type_embeddings)
+        if config.embedding_size != config.hidden_size:
+            build_once(self.embed_proj, (None, None, config.embedding_size))
+        build_once(self.LayerNorm, (None, None, config.hidden_size))
+
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        return self.word_embeddings
+
+    def call(
+        self,
+        input_ids: Optional[tf.Tensor],
+        token_type_ids: tf.Tensor,
+        position_ids: Optional[tf.Tensor],
+        mask: tf.Tensor,
+        inputs_embeds: Optional[tf.Tensor],
+    ) -> tf.Tensor:
+        if inputs_embeds is None:
+            input_ids = check_ids(input_ids, self.config.vocab_size, "input_ids")
+            inputs_embeds = self.word_embeddings(input_ids)
+            # As nn.Embedding(padding_idx=...): the padding row gets no gradient.
+            is_pad = tf.equal(input_ids, tf.constant(self.config.pad_token_id, input_ids.dtype))[:, :, None]
+            inputs_embeds = tf.where(is_pad, tf.stop_gradient(inputs_embeds), inputs_embeds)
+        embeddings = inputs_embeds
+        if self.position_biased_input:
+            if position_ids is None:
+                length = shape_list(embeddings)[1]
+                if isinstance(length, int) and length > self.config.max_position_embeddings:
+                    raise ValueError(
+                        f"sequence length {length} exceeds max_position_embeddings "
+                        f"({self.config.max_position_embeddings}) of this model's absolute positions"
+                    )
+                position_ids = tf.range(length)[None, :]
+            position_ids = check_ids(position_ids, self.config.max_position_embeddings, "position_ids")
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        if self.config.type_vocab_size > 0:
+            token_type_ids = check_ids(token_type_ids, self.config.type_vocab_size, "token_type_ids")
+            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        if self.config.embedding_size != self.config.hidden_size:
+            embeddings = self.embed_proj(embeddings)
+        embeddings = self.LayerNorm(embeddings)
+        embeddings = embeddings * tf.cast(mask, embeddings.dtype)[:, :, None]
+        return self.dropout(embeddings)
+
+
+# ----------------------------------------------------------------------------- attention
+@register
+class TFDisentangledSelfAttention(TFDebertaLayerBase):
+    """Content-to-content plus c2p / p2c relative-position attention (B, L, hidden) -> (B, L, hidden)."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.all_head_size = config.hidden_size
+        # Per-head interleaved q/k/v columns, as the original checkpoints store them.
+        self.in_proj = self.make_dense(self.all_head_size * 3, "in_proj", use_bias=False)
+        self.pos_att_type = config.pos_att_type
+        self.scale_factor = config.scale_factor
+        self.relative_attention = config.relative_attention
+        self.talking_head = config.talking_head
+        if self.talking_head:
+            self.head_logits_proj = self.make_dense(config.num_attention_heads, "head_logits_proj", use_bias=False)
+            self.head_weights_proj = self.make_dense(config.num_attention_heads, "head_weights_proj", use_bias=False)
+        if self.relative_attention:
+            self.pos_dropout = self.make_dropout(config.hidden_dropout_prob, "pos_dropout")
+            if "c2p" in self.pos_att_type:
+                self.pos_proj = self.make_dense(self.all_head_size, "pos_proj", use_bias=False)
+            if "p2c" in self.pos_att_type:
+                self.pos_q_proj = self.make_dense(self.all_head_size, "pos_q_proj")
+        self.dropout = self.make_dropout(config.attention_probs_dropout_prob)
+
+    def build(self, input_shape=None) -> None:
+        hidden = (None, None, self.config.hidden_size)
+        build_once(self.in_proj, hidden)
+        self.q_bias = self.add_weight(shape=(self.all_head_size,), initializer="zeros", name="q_bias")
+        self.v_bias = self.add_weight(shape=(self.all_head_size,), initializer="zeros", name="v_bias")
+        if self.talking_head:
+            build_once(self.head_logits_proj, (None, None, None, self.num_attention_heads))
+            build_once(self.head_weights_proj, (None, None, None, self.num_attention_heads))
+        if self.relative_attention:
+            if "c2p" in self.pos_att_type:
+                build_once(self.pos_proj, hidden)
+            if "p2c" in self.pos_att_type:
+                build_once(self.pos_q_proj, hidden)
+
+    def transpose_for_scores(self, x: tf.Tensor) -> tf.Tensor:
+        """(B, L, H*k) -> (B, H, L, k)."""
+        batch, length = shape_list(x)[:2]
+        x = tf.reshape(x, [batch, length, self.num_attention_heads, -1])
+        return tf.transpose(x, [0, 2, 1, 3])
+
+    def call(
+        self,
+        hidden_states: tf.Tensor,
+        attention_mask: tf.Tensor,
+        output_attentions: bool = False,
+        rel_embeddings: Optional[tf.Tensor] = None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """attention_mask: (B, 1, L, L) bool, True where query i may attend to key j.
+        rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`)."""
+        query_layer, key_layer, value_layer = tf.split(
+            self.transpose_for_scores(self.in_proj(hidden_states)), 3, axis=-1
+        )
+        query_layer = query_layer + self.transpose_for_scores(self.q_bias[None, None, :])
+        value_layer = value_layer + self.transpose_for_scores(self.v_bias[None, None, :])
+        scale = math.sqrt(self.attention_head_size * self.scale_factor)
+        query_layer = query_layer / scale
+
+        rel_att = None
+        if self.relative_attention and ("c2p" in self.pos_att_type or "p2c" in self.pos_att_type):
+            rel_embeddings = self.pos_dropout(rel_embeddings)
+            rel_att = self.disentangled_att_bias(query_layer, key_layer, rel_embeddings)
+
+        context_layer, attention_probs = self.eager_attention(
+            query_layer, key_layer, value_layer, attention_mask, rel_att
+        )
+        batch, length = shape_list(hidden_states)[:2]
+        context_layer = tf.reshape(tf.transpose(context_layer, [0, 2, 1, 3]), [batch, length, self.all_head_size])
+        return context_layer, attention_probs
+
+    def eager_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
+        """Plain softmax attention; masked probabilities are exactly 0, rows with no valid key all 0.
+
+        The scores are masked and normalised in float32, whose fill value is finite, whatever the compute dtype.
+        """
+        attention_scores = tf.matmul(query_layer, key_layer, transpose_b=True)
+        if rel_att is not None:
+            attention_scores = attention_scores + rel_att
+        if self.talking_head:
+            attention_scores = tf.transpose(
+                self.head_logits_proj(tf.transpose(attention_scores, [0, 2, 3, 1])), [0, 3, 1, 2]
+            )
+        attention_scores = tf.where(attention_mask, tf.cast(attention_scores, tf.float32), tf.float32.min)
+        attention_probs = tf.where(attention_mask, tf.nn.softmax(attention_scores, axis=-1), 0.0)
+        attention_probs = self.dropout(tf.cast(attention_probs, value_layer.dtype))
+        if self.talking_head:
+            attention_probs = tf.transpose(
+                self.head_weights_proj(tf.transpose(attention_probs, [0, 2, 3, 1])), [0, 3, 1, 2]
+            )
+        return tf.matmul(attention_probs, value_layer), attention_probs
+
+    def disentangled_att_bias(self, query_layer: tf.Tensor, key_layer: tf.Tensor, rel_embeddings: tf.Tensor) -> tf.Tensor:
+        """c2p[i, j] = q_i . Kr[i - j] and p2c[i, j] = k_j . Qr[i - j] (rows of `rel_embeddings`), (B, H, L, L).
+
+        query_layer is already divided by the scale; the position queries are divided by it here.
+        """
+        score = 0
+        if "c2p" in self.pos_att_type:
+            pos_key_layer = self.transpose_for_scores(self.pos_proj(tf.reverse(rel_embeddings, [0]))[None])
+            score = score + relative_shift(tf.matmul(query_layer, pos_key_layer, transpose_b=True), transposed=False)
+        if "p2c" in self.pos_att_type:
+            pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])
+            pos_query_layer = pos_query_layer / math.sqrt(self.attention_head_size * self.scale_factor)
+            score = score + relative_shift(tf.matmul(key_layer, pos_query_layer, transpose_b=True), transposed=True)
+        return score
+
+
+@register
+class TFDebertaSelfOutput(TFDebertaLayerBase):
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.dense = self.make_dense(config.hidden_size, "dense")
+        self.LayerNorm = self.make_layer_norm()
+        self.dropout = self.make_dropout(config.hidden_dropout_prob)
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.dense, (None, None, self.config.hidden_size))
+        build_once(self.LayerNorm, (None, None, self.config.hidden_size))
+
+    def call(self, hidden_states: tf.Tensor, input_tensor: tf.Tensor) -> tf.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+@register
+class TFDebertaAttention(TFDebertaLayerBase):
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.self = TFDisentangledSelfAttention(config, **self.child("self"))
+        # Keras reserves the attribute `output` (and would not save it): torch's `output` is the layer's name.
+        self.dense_output = TFDebertaSelfOutput(config, **self.child("output"))
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.self)
+        build_once(self.dense_output)
+
+    def call(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None):
+        self_output, attention_probs = self.self(
+            hidden_states, attention_mask, output_attentions=output_attentions, rel_embeddings=rel_embeddings
+        )
+        return self.dense_output(self_output, hidden_states), attention_probs
+
+
+@register
+class TFDebertaIntermediate(TFDebertaLayerBase):
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.dense = self.make_dense(config.intermediate_size, "dense")
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.dense, (None, None, self.config.hidden_size))
+
+    def call(self, hidden_states: tf.Tensor) -> tf.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+@register
+class TFDebertaOutput(TFDebertaLayerBase):
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.dense = self.make_dense(config.hidden_size, "dense")
+        self.LayerNorm = self.make_layer_norm()
+        self.dropout = self.make_dropout(config.hidden_dropout_prob)
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.dense, (None, None, self.config.intermediate_size))
+        build_once(self.LayerNorm, (None, None, self.config.hidden_size))
+
+    def call(self, hidden_states: tf.Tensor, input_tensor: tf.Tensor) -> tf.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+@register
+class TFDebertaLayer(TFDebertaLayerBase):
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.attention = TFDebertaAttention(config, **self.child("attention"))
+        self.intermediate = TFDebertaIntermediate(config, **self.child("intermediate"))
+        self.dense_output = TFDebertaOutput(config, **self.child("output"))  # Keras reserves `output`
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.attention)
+        build_once(self.intermediate)
+        build_once(self.dense_output)
+
+    def call(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None):
+        attention_output, attention_probs = self.attention(
+            hidden_states, attention_mask, output_attentions=output_attentions, rel_embeddings=rel_embeddings
+        )
+        layer_output = self.dense_output(self.intermediate(attention_output), attention_output)
+        return layer_output, attention_probs
+
+
+@register
+class TFDebertaEncoder(TFDebertaLayerBase):
+    """The layer stack with the relative-position embeddings (2R, hidden) that every layer shares."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        # The established TensorFlow checkpoints name the layers `layer_._0`, `layer_._1`, ...
+        self.layer = [TFDebertaLayer(config, **self.child(f"layer_._{i}")) for i in range(config.num_hidden_layers)]
+        self.relative_attention = config.relative_attention
+        self.max_relative_positions = config.attention_span
+        if self.relative_attention:
+            self.rel_embeddings = self.make_embedding(self.max_relative_positions * 2, config.hidden_size, "rel_embeddings")
+
+    def build(self, input_shape=None) -> None:
+        for layer_module in self.layer:
+            build_once(layer_module)
+        if self.relative_attention:
+            build_once(self.rel_embeddings)
+
+    def call(
+        self,
+        hidden_states: tf.Tensor,
+        attention_mask: tf.Tensor,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> TFBaseModelOutput:
+        """attention_mask: (B, L), 1 for tokens, 0 for padding."""
+        valid = tf.cast(attention_mask, tf.bool)
+        pair_mask = valid[:, None, None, :] & valid[:, None, :, None]  # (B, 1, L, L)
+        rel_embeddings = None
+        if self.relative_attention:
+            length = shape_list(hidden_states)[1]
+            r = self.max_relative_positions
+            span = rules.relative_span(length, length, r) if isinstance(length, int) else tf.minimum(length, r)
+            rows = build_relative_position(length, span, r)
+            rel_embeddings = tf.gather(self.rel_embeddings.embeddings, rows)
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer_module in self.layer:
+            hidden_states, attention_probs = layer_module(
+                hidden_states, pair_mask, output_attentions=output_attentions, rel_embeddings=rel_embeddings
+            )
+            if output_hidden_states:
+                all_hidden_states = all_hidden_states + (hidden_states,)
+            if output_attentions:
+                all_attentions = all_attentions + (attention_probs,)
+        return TFBaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+
+
+# ----------------------------------------------------------------------------- base model
+@register
+class TFDebertaModel(TFDebertaPreTrainedModel):
+    """The bare encoder: last_hidden_state (B, L, hidden)."""
+
+    keras_output_names = ("last_hidden_state",)
+    label_names = ()
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.embeddings = TFDebertaEmbeddings(config, **self.child("embeddings"))
+        self.encoder = TFDebertaEncoder(config, **self.child("encoder"))
+        self.post_init()
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.embeddings)
+        build_once(self.encoder)
+
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        return self.embeddings.word_embeddings
+
+    @unpack_inputs
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            if input_ids.shape.rank != 2:
+                raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+            if not input_ids.dtype.is_integer:
+                raise TypeError(f"input_ids must be integers, got {input_ids.dtype.name}")
+            shape = shape_list(input_ids)
+        else:
+            if inputs_embeds.shape.rank != 3:
+                raise ValueError(f"inputs_embeds must be (batch, length, embedding_size), got {tuple(inputs_embeds.shape)}")
+            inputs_embeds = tf.cast(inputs_embeds, self.compute_dtype)
+            shape = shape_list(inputs_embeds)[:2]
+        if attention_mask is None:
+            attention_mask = tf.ones(shape, dtype=tf.int32)
+        elif not attention_mask.shape.is_compatible_with([s if isinstance(s, int) else None for s in shape]):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)} like the input ids"
+            )
+        if token_type_ids is None:
+            token_type_ids = tf.zeros(shape, dtype=tf.int32)
+
+        embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, attention_mask, inputs_embeds)
+        result = self.encoder(
+            embedding_output,
+            attention_mask,
+            output_hidden_states=bool(output_hidden_states),
+            output_attentions=bool(output_attentions),
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
+
+
+# ----------------------------------------------------------------------------- heads
+@register
+class TFDebertaPredictionHeadTransform(TFDebertaLayerBase):
+    """dense -> activation -> LayerNorm, hidden -> embedding_size (legacy MLM head)."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.dense = self.make_dense(config.embedding_size, "dense")
+        self.transform_act_fn = ACT2FN[config.hidden_act]
+        self.LayerNorm = self.make_layer_norm()
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.dense, (None, None, self.config.hidden_size))
+        build_once(self.LayerNorm, (None, None, self.config.embedding_size))
+
+    def call(self, hidden_states: tf.Tensor) -> tf.Tensor:
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+
+
+@register
+class TFDebertaLMPredictionHead(TFDebertaLayerBase):
+    """Legacy head (`cls.predictions.*`): transform, then a decoder tied to the word embeddings (passed in,
+    (vocab_size, embedding_size)), plus a bias."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.transform = TFDebertaPredictionHeadTransform(config, **self.child("transform"))
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.transform)
+        self.bias = self.add_weight(shape=(self.config.vocab_size,), initializer="zeros", name="bias")
+
+    def call(self, hidden_states: tf.Tensor, word_embeddings: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(self.transform(hidden_states), word_embeddings, transpose_b=True) + self.bias
+
+
+@register
+class TFDebertaOnlyMLMHead(TFDebertaLayerBase):
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.predictions = TFDebertaLMPredictionHead(config, **self.child("predictions"))
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.predictions)
+
+    def call(self, sequence_output: tf.Tensor, word_embeddings: tf.Tensor) -> tf.Tensor:
+        return self.predictions(sequence_output, word_embeddings)
+
+
+@register
+class TFDebertaLMHead(TFDebertaLayerBase):
+    """Original head (`lm_predictions.lm_head.*`): dense, activation, LayerNorm, then scores against the
+    word embeddings passed in, plus a bias. dense maps hidden -> embedding_size so that a model with an
+    embedding projection works too."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.dense = self.make_dense(config.embedding_size, "dense")
+        self.transform_act_fn = ACT2FN[config.hidden_act]
+        self.LayerNorm = self.make_layer_norm()
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.dense, (None, None, self.config.hidden_size))
+        build_once(self.LayerNorm, (None, None, self.config.embedding_size))
+        self.bias = self.add_weight(shape=(self.config.vocab_size,), initializer="zeros", name="bias")
+
+    def call(self, hidden_states: tf.Tensor, word_embeddings: tf.Tensor) -> tf.Tensor:
+        hidden_states = self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+        return tf.matmul(hidden_states, word_embeddings, transpose_b=True) + self.bias
+
+
+@register
+class TFDebertaLMPredictions(TFDebertaLayerBase):
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.lm_head = TFDebertaLMHead(config, **self.child("lm_head"))
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.lm_head)
+
+    def call(self, sequence_output: tf.Tensor, word_embeddings: tf.Tensor) -> tf.Tensor:
+        return self.lm_head(sequence_output, word_embeddings)
+
+
+def masked_cross_entropy(logits: tf.Tensor, labels: tf.Tensor, ignore_index) -> tf.Tensor:
+    """Mean float32 cross-entropy of logits (..., C) over the labels (...) that are not `ignore_index`,
+    as torch's F.cross_entropy(ignore_index=...): NaN when every label is ignored."""
+    num_classes = shape_list(logits)[-1]
+    logits = tf.cast(tf.reshape(logits, [-1, num_classes]), tf.float32)
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    kept = tf.not_equal(labels, ignore_index)
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(kept, labels, 0), logits=logits)
+    kept = tf.cast(kept, tf.float32)
+    return tf.reduce_sum(per_example * kept) / tf.reduce_sum(kept)
+
+
+@register
+class TFDebertaForMaskedLM(TFDebertaPreTrainedModel):
+    """logits (B, L, vocab_size); loss: cross-entropy over labels != -100."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.legacy = config.legacy
+        self.deberta = TFDebertaModel(config, **self.child("deberta"))
+        if self.legacy:
+            self.cls = TFDebertaOnlyMLMHead(config, **self.child("cls"))
+        else:
+            self.lm_predictions = TFDebertaLMPredictions(config, **self.child("lm_predictions"))
+        self.post_init()
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.deberta)
+        build_once(self.cls if self.legacy else self.lm_predictions)
+
+    def compute_head_loss(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return masked_cross_entropy(logits, labels, rules.IGNORE_INDEX)
+
+    @unpack_inputs
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        outputs = self.deberta(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True, training=training,
+        )
+        sequence_output = outputs.last_hidden_state
+        word_embeddings = self.deberta.embeddings.word_embeddings.embeddings
+        if self.legacy:
+            logits = self.cls(sequence_output, word_embeddings)
+        else:
+            logits = self.lm_predictions(sequence_output, word_embeddings)
+        loss = self.compute_head_loss(logits, labels) if labels is not None else None
+        result = TFMaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
+
+
+@register
+class TFContextPooler(TFDebertaLayerBase):
+    """The first token's hidden state -> dropout -> dense -> activation: (B, pooler_hidden_size)."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.dense = self.make_dense(config.pooler_hidden_size, "dense")
+        self.dropout = self.make_dropout(config.pooler_dropout)
+        self.activation = ACT2FN[config.pooler_hidden_act]
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.dense, (None, self.config.hidden_size))
+
+    def call(self, hidden_states: tf.Tensor) -> tf.Tensor:
+        return self.activation(self.dense(self.dropout(hidden_states[:, 0])))
+
+
+def sequence_classification_loss(logits: tf.Tensor, labels: tf.Tensor, config: DebertaConfig) -> tf.Tensor:
+    """The loss chosen by `rules.sequence_classification_loss_kind`, as a float32 scalar."""
+    kind = rules.sequence_classification_loss_kind(config.problem_type, config.num_labels, tuple(labels.shape))
+    logits = tf.cast(logits, tf.float32)
+    if kind == "regression":
+        return tf.reduce_mean(tf.square(tf.reshape(logits, [-1]) - tf.reshape(tf.cast(labels, tf.float32), [-1])))
+    if kind == "single_label":
+        labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+        labelled = labels >= 0
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.where(labelled, labels, 0), logits=tf.reshape(logits, [-1, config.num_labels])
+        )
+        labelled = tf.cast(labelled, tf.float32)
+        # The mean over labelled examples; 0 (not NaN) when none is labelled.
+        return tf.reduce_sum(per_example * labelled) / tf.maximum(tf.reduce_sum(labelled), 1.0)
+    labels = tf.cast(labels, tf.float32)
+    if kind == "soft_label":
+        return -tf.reduce_mean(tf.reduce_sum(tf.nn.log_softmax(logits, axis=-1) * labels, axis=-1))
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+@register
+class TFDebertaForSequenceClassification(TFDebertaPreTrainedModel):
+    """logits (B, num_labels); loss per `rules.sequence_classification_loss_kind`."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.deberta = TFDebertaModel(config, **self.child("deberta"))
+        self.pooler = TFContextPooler(config, **self.child("pooler"))
+        self.classifier = self.make_dense(config.num_labels, "classifier")
+        drop = config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob
+        self.dropout = self.make_dropout(drop)
+        self.post_init()
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.deberta)
+        build_once(self.pooler)
+        build_once(self.classifier, (None, self.config.pooler_hidden_size))
+
+    def compute_head_loss(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return sequence_classification_loss(logits, labels, self.config)
+
+    @unpack_inputs
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        outputs = self.deberta(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True, training=training,
+        )
+        pooled_output = self.dropout(self.pooler(outputs.last_hidden_state))
+        logits = self.classifier(pooled_output)
+        loss = self.compute_head_loss(logits, labels) if labels is not None else None
+        result = TFSequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
+
+
+@register
+class TFDebertaForTokenClassification(TFDebertaPreTrainedModel):
+    """logits (B, L, num_labels); loss: cross-entropy over labels != -100."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.deberta = TFDebertaModel(config, **self.child("deberta"))
+        self.dropout = self.make_dropout(config.hidden_dropout_prob)
+        self.classifier = self.make_dense(config.num_labels, "classifier")
+        self.post_init()
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.deberta)
+        build_once(self.classifier, (None, None, self.config.hidden_size))
+
+    def compute_head_loss(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return masked_cross_entropy(logits, labels, rules.IGNORE_INDEX)
+
+    @unpack_inputs
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        outputs = self.deberta(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True, training=training,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = self.compute_head_loss(logits, labels) if labels is not None else None
+        result = TFTokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
+
+
+@register
+class TFDebertaForQuestionAnswering(TFDebertaPreTrainedModel):
+    """start_logits, end_logits (B, L); loss: mean of start and end cross-entropy. Positions are clamped
+    to [0, L]: negative ones count as 0, and L or beyond is ignored."""
+
+    keras_output_names = ("start_logits", "end_logits")
+    label_names = ("start_positions", "end_positions")
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.deberta = TFDebertaModel(config, **self.child("deberta"))
+        self.qa_outputs = self.make_dense(2, "qa_outputs")
+        self.post_init()
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.deberta)
+        build_once(self.qa_outputs, (None, None, self.config.hidden_size))
+
+    def compute_head_loss(self, start_logits, end_logits, start_positions, end_positions) -> tf.Tensor:
+        ignored_index = shape_list(start_logits)[1]
+
+        def span_loss(span_logits: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
+            positions = tf.clip_by_value(tf.reshape(tf.cast(positions, tf.int32), [-1]), 0, ignored_index)
+            return masked_cross_entropy(span_logits, positions, ignored_index)
+
+        return (span_loss(start_logits, start_positions) + span_loss(end_logits, end_positions)) / 2
+
+    @unpack_inputs
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        outputs = self.deberta(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True, training=training,
+        )
+        logits = self.qa_outputs(outputs.last_hidden_state)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = self.compute_head_loss(start_logits, end_logits, start_positions, end_positions)
+        result = TFQuestionAnsweringModelOutput(
+            loss=loss, start_logits=start_logits, end_logits=end_logits,
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()

@@ -1,0 +1,214 @@
+"""PyTorch and Keras DeBERTa agree to 1e-5 on every variant and head, weights moved through checkpoint folders.
+
+Both directions: random PyTorch weights -> save_pretrained (safetensors) -> TF from_pretrained, and
+TF-initialised weights -> save_pretrained (tf_model.h5) -> PyTorch from_pretrained. Compared: every output
+field (loss, logits, every hidden state, every attention map) at every position, padded ones included.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import torch
+
+import deberta_pt
+import deberta_tf
+from variants import HEADS, VARIANTS, make_batch, make_config, make_labels
+
+ATOL = RTOL = 1e-5
+WEIGHT_STD = 0.2  # much larger than the 0.02 init, so that a wrong term shows in the outputs
+
+
+def pt_class(head: str):
+    return getattr(deberta_pt, f"Deberta{head}")
+
+
+def tf_class(head: str):
+    return getattr(deberta_tf, f"TFDeberta{head}")
+
+
+def randomize(model: torch.nn.Module, seed: int) -> None:
+    """N(0, WEIGHT_STD) for every parameter (LayerNorm scales around 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator) * WEIGHT_STD
+            parameter.copy_(1 + noise if name.endswith("LayerNorm.weight") else noise)
+
+
+def run_pt(model, inputs: dict, **flags) -> dict:
+    with torch.no_grad():
+        out = model(**{k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}, **flags)
+    return dict(out)
+
+
+def run_tf(model, inputs: dict, **flags) -> dict:
+    return dict(model(inputs, **flags))
+
+
+def assert_outputs_close(expected: dict, actual: dict) -> None:
+    assert set(expected) == set(actual), (sorted(expected), sorted(actual))
+    for key, value in expected.items():
+        if isinstance(value, tuple):
+            assert len(value) == len(actual[key]), key
+            for i, (e, a) in enumerate(zip(value, actual[key])):
+                np.testing.assert_allclose(np.asarray(a), e.numpy(), rtol=RTOL, atol=ATOL, err_msg=f"{key}[{i}]")
+        else:
+            np.testing.assert_allclose(np.asarray(actual[key]), value.numpy(), rtol=RTOL, atol=ATOL, err_msg=key)
+
+
+class Pairs:
+    """One (PyTorch, Keras) model pair per (direction, variant, head), built once and reused."""
+
+    def __init__(self, tmp_path_factory) -> None:
+        self.tmp = tmp_path_factory
+        self.cache = {}
+
+    def pt_to_tf(self, variant: str, head: str):
+        key = ("pt_to_tf", variant, head)
+        if key not in self.cache:
+            torch.manual_seed(0)
+            pt_model = pt_class(head)(make_config(variant)).eval()
+            randomize(pt_model, seed=len(self.cache))
+            folder = self.tmp.mktemp(f"pt-{variant}-{head}")
+            pt_model.save_pretrained(folder)
+            tf_model, info = tf_class(head).from_pretrained(folder, output_loading_info=True)
+            assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
+            self.cache[key] = pt_model, tf_model
+        return self.cache[key]
+
+    def tf_to_pt(self, variant: str, head: str):
+        key = ("tf_to_pt", variant, head)
+        if key not in self.cache:
+            keras.utils.set_random_seed(len(self.cache))
+            tf_model = tf_class(head)(make_config(variant, initializer_range=WEIGHT_STD))
+            folder = self.tmp.mktemp(f"tf-{variant}-{head}")
+            tf_model.save_pretrained(folder)
+            pt_model, info = pt_class(head).from_pretrained(folder, output_loading_info=True)
+            assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
+            self.cache[key] = pt_model.eval(), tf_model
+        return self.cache[key]
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Pairs:
+    return Pairs(tmp_path_factory)
+
+
+def batch_with_labels(head: str, config) -> dict:
+    batch = make_batch(config)
+    return {**batch, **make_labels(head, config, batch)}
+
+
+ALL_CASES = [(v, h) for v in VARIANTS for h in HEADS]
+
+
+@pytest.mark.parametrize("variant,head", ALL_CASES)
+def test_pytorch_weights_in_keras(pairs, variant, head):
+    pt_model, tf_model = pairs.pt_to_tf(variant, head)
+    inputs = batch_with_labels(head, pt_model.config)
+    flags = dict(output_attentions=True, output_hidden_states=True)
+    expected = run_pt(pt_model, inputs, **flags)
+    assert_outputs_close(expected, run_tf(tf_model, inputs, **flags))
+    # PyTorch's fused-attention path (taken without output_attentions) agrees too.
+    assert_outputs_close(run_pt(pt_model, inputs), run_tf(tf_model, inputs))
+
+
+@pytest.mark.parametrize("variant,head", ALL_CASES)
+def test_keras_weights_in_pytorch(pairs, variant, head):
+    pt_model, tf_model = pairs.tf_to_pt(variant, head)
+    inputs = batch_with_labels(head, pt_model.config)
+    flags = dict(output_attentions=True, output_hidden_states=True)
+    assert_outputs_close(run_pt(pt_model, inputs, **flags), run_tf(tf_model, inputs, **flags))
+
+
+@pytest.mark.parametrize("variant", ["relative", "embedding_projection", "token_types"])
+@pytest.mark.parametrize("head", ["Model", "ForMaskedLM"])
+def test_inputs_embeds(pairs, variant, head):
+    pt_model, tf_model = pairs.pt_to_tf(variant, head)
+    inputs = batch_with_labels(head, pt_model.config)
+    ids = inputs.pop("input_ids")
+    with torch.no_grad():
+        inputs["inputs_embeds"] = pt_model.get_input_embeddings()(torch.from_numpy(ids)).numpy()
+    flags = dict(output_attentions=True, output_hidden_states=True)
+    assert_outputs_close(run_pt(pt_model, inputs, **flags), run_tf(tf_model, inputs, **flags))
+
+
+@pytest.mark.parametrize("variant", ["absolute", "both_positions", "relative"])
+def test_position_ids(pairs, variant):
+    pt_model, tf_model = pairs.pt_to_tf(variant, "ForTokenClassification")
+    inputs = batch_with_labels("ForTokenClassification", pt_model.config)
+    rng = np.random.default_rng(3)
+    length = inputs["input_ids"].shape[1]
+    inputs["position_ids"] = np.stack([rng.permutation(length) + row for row in range(3)]).astype(np.int64)
+    flags = dict(output_attentions=True, output_hidden_states=True)
+    assert_outputs_close(run_pt(pt_model, inputs, **flags), run_tf(tf_model, inputs, **flags))
+
+
+@pytest.mark.parametrize("variant,head", [
+    ("relative", "ForMaskedLM"),
+    ("short_span", "ForQuestionAnswering"),
+    ("talking_head", "ForSequenceClassification"),
+    ("embedding_projection", "ForTokenClassification"),
+])
+def test_xla_matches_pytorch(pairs, variant, head):
+    pt_model, tf_model = pairs.pt_to_tf(variant, head)
+    inputs = batch_with_labels(head, pt_model.config)
+    flags = dict(output_attentions=True, output_hidden_states=True)
+    compiled = tf.function(lambda batch: tf_model(batch, **flags), jit_compile=True)
+    assert_outputs_close(run_pt(pt_model, inputs, **flags), dict(compiled(inputs)))
+
+
+@pytest.mark.parametrize("problem", [
+    "single_label_with_unlabelled", "single_label_none_labelled", "regression", "multi_label", "soft_label",
+])
+def test_sequence_classification_loss_rules(pairs, problem):
+    pt_model, tf_model = pairs.pt_to_tf("relative", "ForSequenceClassification")
+    config = pt_model.config
+    batch = make_batch(config)
+    rng = np.random.default_rng(5)
+    labels = {
+        "single_label_with_unlabelled": np.array([1, -100, 0]),
+        "single_label_none_labelled": np.array([-1, -100, -100]),
+        "regression": rng.normal(size=(3, config.num_labels)).astype(np.float32),
+        "multi_label": rng.integers(0, 2, size=(3, config.num_labels)).astype(np.float32),
+        "soft_label": rng.dirichlet(np.ones(config.num_labels), size=3).astype(np.float32),
+    }[problem]
+    saved = config.problem_type, config.num_labels
+    try:
+        if problem == "regression":
+            pt_model.config.problem_type = "regression"  # the models read the config at loss time
+        if problem == "multi_label":
+            pt_model.config.problem_type = "multi_label_classification"
+        tf_model.config.problem_type = pt_model.config.problem_type
+        expected = run_pt(pt_model, {**batch, "labels": labels})["loss"].numpy()
+        actual = run_tf(tf_model, {**batch, "labels": labels})["loss"].numpy()
+    finally:
+        pt_model.config.problem_type = tf_model.config.problem_type = saved[0]
+    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL)
+    if problem == "single_label_none_labelled":
+        assert actual == 0
+
+
+@pytest.mark.parametrize("head,labels", [
+    ("ForQuestionAnswering", {"start_positions": np.array([-3, 5, 11]), "end_positions": np.array([11, 40, 2])}),
+    ("ForTokenClassification", {"labels": np.full((3, 11), -100)}),
+])
+def test_token_level_loss_rules(pairs, head, labels):
+    """QA positions clamp to [0, L] with L ignored; all-ignored token labels give NaN on both sides."""
+    pt_model, tf_model = pairs.pt_to_tf("relative", head)
+    batch = {**make_batch(pt_model.config), **labels}
+    expected = run_pt(pt_model, batch)["loss"].numpy()
+    actual = run_tf(tf_model, batch)["loss"].numpy()
+    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL, equal_nan=True)
+
+
+def test_weight_names_match_pytorch():
+    """The Keras models hold exactly the PyTorch parameters (the tied legacy decoder excepted)."""
+    for variant in ("relative", "non_legacy_mlm", "embedding_projection", "talking_head", "token_types"):
+        config = make_config(variant)
+        for head in HEADS:
+            pt_names = set(pt_class(head)(config).state_dict()) - {"cls.predictions.decoder.weight"}
+            assert set(tf_class(head)(config).pt_named_weights()) == pt_names, (variant, head)
