@@ -293,7 +293,8 @@ def convert(
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.partial-", dir=parent)
     try:
         out_config = DebertaConfig.from_dict(config.to_dict())
-        out_config.architectures = [("TFDeberta" if to == "tf" else "Deberta") + plan.head]
+        # The PyTorch class name in both cases, as the established TensorFlow tools write it too.
+        out_config.architectures = ["Deberta" + plan.head]
         if dtype:
             out_config.torch_dtype = dtype
         out_config.save_pretrained(tmp)

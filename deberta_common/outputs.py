@@ -15,7 +15,9 @@ class ModelOutput(OrderedDict):
 
     _fields: tuple[str, ...] = ()
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *pairs: Any, **kwargs: Any) -> None:
+        # tf.function rebuilds a returned mapping as `type(out)(pairs)`: accept that form too.
+        kwargs = dict(*pairs, **kwargs)
         unknown = set(kwargs) - set(self._fields)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no fields {sorted(unknown)}")

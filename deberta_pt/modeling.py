@@ -488,6 +488,16 @@ class DebertaLMPredictions(nn.Module):
         return self.lm_head(sequence_output, word_embeddings)
 
 
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """Mean float32 cross-entropy of logits (..., C) over the labels (...) that are not `ignore_index`;
+    0 (not NaN) when every label is ignored."""
+    logits = logits.reshape(-1, logits.shape[-1]).float()
+    labels = labels.reshape(-1).long()
+    kept = labels != ignore_index
+    per_example = F.cross_entropy(logits, torch.where(kept, labels, 0), reduction="none")
+    return (per_example * kept).sum() / kept.sum().clamp(min=1)
+
+
 class DebertaForMaskedLM(DebertaPreTrainedModel):
     """logits (B, L, vocab_size); loss: cross-entropy over labels != -100."""
 
@@ -528,12 +538,7 @@ class DebertaForMaskedLM(DebertaPreTrainedModel):
             logits = self.cls(sequence_output)
         else:
             logits = self.lm_predictions(sequence_output, self.deberta.embeddings.word_embeddings.weight)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, self.config.vocab_size).float(), labels.reshape(-1).long(),
-                ignore_index=rules.IGNORE_INDEX,
-            )
+        loss = masked_cross_entropy(logits, labels, rules.IGNORE_INDEX) if labels is not None else None
         result = MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states if output_hidden_states else None,
             attentions=outputs.attentions,
@@ -589,14 +594,9 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     logits = logits.float()
     if kind == "regression":
         return F.mse_loss(logits.reshape(-1), labels.reshape(-1).float())
-    if kind == "single_label":
+    if kind == "single_label":  # negative labels are not labelled
         labels = labels.reshape(-1).long()
-        labelled = labels >= 0
-        per_example = F.cross_entropy(
-            logits.reshape(-1, config.num_labels), torch.where(labelled, labels, 0), reduction="none"
-        )
-        # The mean over labelled examples; 0 (not NaN) when none is labelled.
-        return (per_example * labelled).sum() / labelled.sum().clamp(min=1)
+        return masked_cross_entropy(logits, torch.where(labels >= 0, labels, rules.IGNORE_INDEX), rules.IGNORE_INDEX)
     if kind == "soft_label":
         return -(torch.log_softmax(logits, dim=-1) * labels.float()).sum(-1).mean()
     return F.binary_cross_entropy_with_logits(logits, labels.float())
@@ -668,12 +668,7 @@ class DebertaForTokenClassification(DebertaPreTrainedModel):
             output_attentions, output_hidden_states, return_dict=True,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, self.num_labels).float(), labels.reshape(-1).long(),
-                ignore_index=rules.IGNORE_INDEX,
-            )
+        loss = masked_cross_entropy(logits, labels, rules.IGNORE_INDEX) if labels is not None else None
         result = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -715,7 +710,7 @@ class DebertaForQuestionAnswering(DebertaPreTrainedModel):
 
             def span_loss(span_logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
                 positions = positions.reshape(-1).long().clamp(0, ignored_index)
-                return F.cross_entropy(span_logits.float(), positions, ignore_index=ignored_index)
+                return masked_cross_entropy(span_logits, positions, ignored_index)
 
             loss = (span_loss(start_logits, start_positions) + span_loss(end_logits, end_positions)) / 2
         result = QuestionAnsweringModelOutput(

@@ -20,8 +20,15 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from deberta_common import outputs, rules
+from deberta_common import rules
 from deberta_common.config import DebertaConfig
+from deberta_common.outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 from .pretrained import (
     DebertaKerasMixin,
@@ -45,35 +52,6 @@ ACT2FN = {
 }
 
 register = keras.saving.register_keras_serializable(package="deberta_zoo")
-
-
-# ----------------------------------------------------------------------------- outputs
-class _RebuiltByTensorFlow:
-    """tf.function rebuilds a returned Mapping as `type(out)(pairs)`; the shared output classes take keywords
-    only, so the TF models return these subclasses, which take both (and are instances of the shared ones)."""
-
-    def __init__(self, *pairs, **fields) -> None:
-        super().__init__(**dict(*pairs, **fields))
-
-
-class TFBaseModelOutput(_RebuiltByTensorFlow, outputs.BaseModelOutput):
-    pass
-
-
-class TFMaskedLMOutput(_RebuiltByTensorFlow, outputs.MaskedLMOutput):
-    pass
-
-
-class TFSequenceClassifierOutput(_RebuiltByTensorFlow, outputs.SequenceClassifierOutput):
-    pass
-
-
-class TFTokenClassifierOutput(_RebuiltByTensorFlow, outputs.TokenClassifierOutput):
-    pass
-
-
-class TFQuestionAnsweringModelOutput(_RebuiltByTensorFlow, outputs.QuestionAnsweringModelOutput):
-    pass
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -429,7 +407,7 @@ class TFDebertaEncoder(TFDebertaLayerBase):
         attention_mask: tf.Tensor,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
-    ) -> TFBaseModelOutput:
+    ) -> BaseModelOutput:
         """attention_mask: (B, L), 1 for tokens, 0 for padding."""
         valid = tf.cast(attention_mask, tf.bool)
         pair_mask = valid[:, None, None, :] & valid[:, None, :, None]  # (B, 1, L, L)
@@ -451,7 +429,7 @@ class TFDebertaEncoder(TFDebertaLayerBase):
                 all_hidden_states = all_hidden_states + (hidden_states,)
             if output_attentions:
                 all_attentions = all_attentions + (attention_probs,)
-        return TFBaseModelOutput(
+        return BaseModelOutput(
             last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
         )
 
@@ -607,15 +585,15 @@ class TFDebertaLMPredictions(TFDebertaLayerBase):
 
 
 def masked_cross_entropy(logits: tf.Tensor, labels: tf.Tensor, ignore_index) -> tf.Tensor:
-    """Mean float32 cross-entropy of logits (..., C) over the labels (...) that are not `ignore_index`,
-    as torch's F.cross_entropy(ignore_index=...): NaN when every label is ignored."""
+    """Mean float32 cross-entropy of logits (..., C) over the labels (...) that are not `ignore_index`;
+    0 (not NaN) when every label is ignored."""
     num_classes = shape_list(logits)[-1]
     logits = tf.cast(tf.reshape(logits, [-1, num_classes]), tf.float32)
     labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
     kept = tf.not_equal(labels, ignore_index)
     per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(kept, labels, 0), logits=logits)
     kept = tf.cast(kept, tf.float32)
-    return tf.reduce_sum(per_example * kept) / tf.reduce_sum(kept)
+    return tf.reduce_sum(per_example * kept) / tf.maximum(tf.reduce_sum(kept), 1.0)
 
 
 @register
@@ -665,7 +643,7 @@ class TFDebertaForMaskedLM(TFDebertaPreTrainedModel):
         else:
             logits = self.lm_predictions(sequence_output, word_embeddings)
         loss = self.compute_head_loss(logits, labels) if labels is not None else None
-        result = TFMaskedLMOutput(
+        result = MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
         return result if self._return_dict(return_dict) else result.to_tuple()
@@ -694,15 +672,9 @@ def sequence_classification_loss(logits: tf.Tensor, labels: tf.Tensor, config: D
     logits = tf.cast(logits, tf.float32)
     if kind == "regression":
         return tf.reduce_mean(tf.square(tf.reshape(logits, [-1]) - tf.reshape(tf.cast(labels, tf.float32), [-1])))
-    if kind == "single_label":
+    if kind == "single_label":  # negative labels are not labelled
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-        labelled = labels >= 0
-        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.where(labelled, labels, 0), logits=tf.reshape(logits, [-1, config.num_labels])
-        )
-        labelled = tf.cast(labelled, tf.float32)
-        # The mean over labelled examples; 0 (not NaN) when none is labelled.
-        return tf.reduce_sum(per_example * labelled) / tf.maximum(tf.reduce_sum(labelled), 1.0)
+        return masked_cross_entropy(logits, tf.where(labels >= 0, labels, rules.IGNORE_INDEX), rules.IGNORE_INDEX)
     labels = tf.cast(labels, tf.float32)
     if kind == "soft_label":
         return -tf.reduce_mean(tf.reduce_sum(tf.nn.log_softmax(logits, axis=-1) * labels, axis=-1))
@@ -753,7 +725,7 @@ class TFDebertaForSequenceClassification(TFDebertaPreTrainedModel):
         pooled_output = self.dropout(self.pooler(outputs.last_hidden_state))
         logits = self.classifier(pooled_output)
         loss = self.compute_head_loss(logits, labels) if labels is not None else None
-        result = TFSequenceClassifierOutput(
+        result = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
         return result if self._return_dict(return_dict) else result.to_tuple()
@@ -799,7 +771,7 @@ class TFDebertaForTokenClassification(TFDebertaPreTrainedModel):
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = self.compute_head_loss(logits, labels) if labels is not None else None
-        result = TFTokenClassifierOutput(
+        result = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
         return result if self._return_dict(return_dict) else result.to_tuple()
@@ -857,7 +829,7 @@ class TFDebertaForQuestionAnswering(TFDebertaPreTrainedModel):
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = self.compute_head_loss(start_logits, end_logits, start_positions, end_positions)
-        result = TFQuestionAnsweringModelOutput(
+        result = QuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits,
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,
         )

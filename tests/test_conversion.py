@@ -46,7 +46,7 @@ def test_pt_to_tf_to_pt_is_bit_exact(tmp_path, head):
     save_model(tmp_path / "src", head)
     assert main([str(tmp_path / "src"), str(tmp_path / "tf"), "--to", "tf"]) == 0
     assert (tmp_path / "tf" / "tf_model.h5").exists()
-    assert json.loads((tmp_path / "tf" / "config.json").read_text())["architectures"] == ["TFDeberta" + head]
+    assert json.loads((tmp_path / "tf" / "config.json").read_text())["architectures"] == ["Deberta" + head]
     assert main([str(tmp_path / "tf"), str(tmp_path / "back"), "--to", "pt"]) == 0
     assert (tmp_path / "back" / "model.safetensors").exists()
     assert_same_tensors(tmp_path / "src", tmp_path / "back")
@@ -110,7 +110,7 @@ def test_head_detection_from_weight_names(tmp_path):
     (tmp_path / "src" / "config.json").write_text(json.dumps(config))
     convert(str(tmp_path / "src"), str(tmp_path / "out"), to="tf", verify_outputs=False)
     assert json.loads((tmp_path / "out" / "config.json").read_text())["architectures"] == [
-        "TFDebertaForTokenClassification"]
+        "DebertaForTokenClassification"]
 
 
 def test_original_checkpoint_names_are_kept(tmp_path):
