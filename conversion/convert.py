@@ -107,9 +107,36 @@ def plan_conversion(reader: CheckpointReader, config: DebertaConfig, model_class
             )
     missing = [n for n, _ in known.items() if n not in source and n not in extra]
     if missing:
-        what = f"the {head} head" if all(not n.startswith("deberta.") for n in missing) else "weights"
+        in_head = [n for n in missing if head != "Model" and not n.startswith("deberta.")]
+        what = f"the {head} head" if len(in_head) == len(missing) else "weights"
         raise ConversionError(f"{reader.folder}: the checkpoint lacks {what}: {missing}")
     return Plan(config=config, head=head, names=[n for n in source if n not in tied])
+
+
+def check_single_source(reader: CheckpointReader, full_compare_bytes: int = 2 * 10**9) -> None:
+    """A folder with weights in several formats (common in published checkpoints) is converted from the
+    preferred one only if the others hold the same tensors: every value is compared when the checkpoint is
+    under `full_compare_bytes`, else names, shapes and eight tensors spread over the model."""
+    others = []
+    for fmt in checkpoints.WEIGHT_FILES:
+        if fmt != reader.format:
+            try:
+                others.append(CheckpointReader(reader.folder, prefer=(fmt,)))
+            except FileNotFoundError:
+                continue
+    names = sorted(n for n in reader.keys() if not weight_names.IGNORED_PT_KEYS.search(n) and n not in weight_names.TIED_PT_KEYS)
+    total = sum(int(np.prod(reader.shape(n))) * ITEMSIZE.get(reader.dtype(n), 4) for n in names)
+    compared = names if total <= full_compare_bytes else names[:: max(1, len(names) // 8)]
+    for other in others:
+        theirs = sorted(n for n in other.keys() if not weight_names.IGNORED_PT_KEYS.search(n) and n not in weight_names.TIED_PT_KEYS)
+        files = f"{os.path.basename(reader.files[0])} and {os.path.basename(other.files[0])}"
+        if theirs != names:
+            raise ConversionError(f"{reader.folder}: {files} hold different weights "
+                                  f"(only in one: {sorted(set(names) ^ set(theirs))[:10]}); remove the one not wanted")
+        for name in names:
+            if tuple(reader.shape(name)) != tuple(other.shape(name)) or (
+                    name in compared and not np.array_equal(reader.numpy(name), other.numpy(name))):
+                raise ConversionError(f"{reader.folder}: {files} disagree on {name!r}; remove the one not wanted")
 
 
 # ----------------------------------------------------------------------------- streaming copy
@@ -284,13 +311,17 @@ def convert(
         reader = CheckpointReader(src)
     except FileNotFoundError as err:
         raise ConversionError(str(err)) from err
+    check_single_source(reader)
     plan = plan_conversion(reader, config, model_class, log)
     log(f"{src}: {reader.format} checkpoint of Deberta{plan.head if plan.head != 'Model' else 'Model'}, "
         f"{len(plan.names)} tensors -> {to} ({fmt}{', ' + dtype if dtype else ''})")
 
     parent = os.path.dirname(dst) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.partial-", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.partial-", dir=parent)
+    except OSError as err:
+        raise ConversionError(f"cannot write {dst}: {err.strerror or err}") from err
     try:
         out_config = DebertaConfig.from_dict(config.to_dict())
         # The PyTorch class name in both cases, as the established TensorFlow tools write it too.

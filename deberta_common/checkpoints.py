@@ -294,6 +294,12 @@ class CheckpointReader:
         except Exception as err:
             raise CheckpointError(f"{shard.path}: cannot read tensor {name!r} ({type(err).__name__}: {err})") from err
 
+    def check_floating(self, name: str) -> None:
+        """Raise CheckpointError unless `name` holds floating-point values (every DeBERTa weight does)."""
+        if self.dtype(name) not in ("float64", "float32", "float16", "bfloat16"):
+            raise CheckpointError(f"{self.folder}: weight {name!r} is stored as {self.dtype(name)}, "
+                                  f"not as floating-point values")
+
     def numpy(self, name: str) -> np.ndarray:
         """The values as a numpy array; bfloat16 is widened to float32 (numpy has no bfloat16)."""
         value = self.raw(name)

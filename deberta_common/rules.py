@@ -47,3 +47,36 @@ def fit_config_to_weights(config, names) -> None:
     """
     if not config.is_given("legacy") and any(n.startswith("lm_predictions.") for n in names):
         config.legacy = False
+
+
+def check_input_shapes(
+    input_ids: Sequence[int] | None,
+    inputs_embeds: Sequence[int] | None,
+    **others: Sequence[int] | None,
+) -> tuple[int, int]:
+    """Check the shapes of a model's inputs and return (batch, length). Dimensions may be None (unknown
+    while tracing); they are then not checked.
+
+    Exactly one of input_ids (B, L) and inputs_embeds (B, L, E); B and L at least 1; every other given
+    input (attention_mask, token_type_ids) of shape (B, L); position_ids (B, L) or (1, L).
+    """
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if input_ids is not None and len(input_ids) != 2:
+        raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids)}")
+    if inputs_embeds is not None and len(inputs_embeds) != 3:
+        raise ValueError(f"inputs_embeds must be (batch, length, embedding_size), got shape {tuple(inputs_embeds)}")
+    name, shape = ("input_ids", input_ids) if input_ids is not None else ("inputs_embeds", inputs_embeds)
+    batch, length = shape[0], shape[1]
+    if batch == 0 or length == 0:
+        raise ValueError(f"empty input: {name} has shape {tuple(shape)}; a batch needs at least one sequence "
+                         f"of at least one token")
+    for other, other_shape in others.items():
+        if other_shape is None:
+            continue
+        allowed = [(batch, length), (1, length)] if other == "position_ids" else [(batch, length)]
+        fits = len(other_shape) == 2 and any(
+            all(a is None or b is None or a == b for a, b in zip(other_shape, want)) for want in allowed)
+        if not fits:
+            raise ValueError(f"{other} has shape {tuple(other_shape)}, expected {(batch, length)} like {name}")
+    return batch, length

@@ -76,6 +76,14 @@ def check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
             raise ValueError(f"{name} must be in [0, {limit}), got values in [{low}, {high}]")
 
 
+def check_mask(attention_mask: torch.Tensor) -> None:
+    """Raise ValueError unless the mask holds only 0 and 1 (other values would scale the embeddings)."""
+    if attention_mask.numel() and not torch.compiler.is_compiling():
+        bad = (attention_mask != 0) & (attention_mask != 1)
+        if bool(bad.any()):
+            raise ValueError(f"attention_mask must hold only 0 and 1, got {attention_mask[bad][0].item()}")
+
+
 # ----------------------------------------------------------------------------- embeddings
 class DebertaEmbeddings(nn.Module):
     """Token (+ absolute position, + token type) embeddings -> (B, L, hidden), zeroed at padded positions."""
@@ -395,24 +403,20 @@ class DebertaModel(DebertaPreTrainedModel):
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
     ):
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
-            if input_ids.is_floating_point():
-                raise TypeError(f"input_ids must be integers, got {input_ids.dtype}")
-            shape, device = input_ids.shape, input_ids.device
-        else:
-            if inputs_embeds.dim() != 3:
-                raise ValueError(f"inputs_embeds must be (batch, length, embedding_size), got {tuple(inputs_embeds.shape)}")
-            shape, device = inputs_embeds.shape[:2], inputs_embeds.device
+        def shape_of(x: Optional[torch.Tensor]) -> Optional[tuple[int, ...]]:
+            return None if x is None else tuple(x.shape)
+
+        shape = rules.check_input_shapes(
+            shape_of(input_ids), shape_of(inputs_embeds), attention_mask=shape_of(attention_mask),
+            token_type_ids=shape_of(token_type_ids), position_ids=shape_of(position_ids),
+        )
+        if input_ids is not None and input_ids.is_floating_point():
+            raise TypeError(f"input_ids must be integers, got {input_ids.dtype}")
+        device = (input_ids if input_ids is not None else inputs_embeds).device
         if attention_mask is None:
             attention_mask = torch.ones(shape, dtype=torch.long, device=device)
-        elif tuple(attention_mask.shape) != tuple(shape):
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)} like the input ids"
-            )
+        else:
+            check_mask(attention_mask)
         if token_type_ids is None:
             token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
 

@@ -185,6 +185,7 @@ class DebertaPreTrainedModel(nn.Module):
                     )
                 mismatched.append((ckpt_name, stored, expected))
                 continue
+            reader.check_floating(ckpt_name)
             loaded[model_name] = tensor_from_checkpoint(reader, ckpt_name)
         tied = self._tied_keys()
         missing = [n for n in model_state if n not in loaded and not (n in tied and tied[n] in loaded)]

@@ -265,3 +265,15 @@ def test_bad_arguments(tmp_path):
         convert(str(tmp_path / "src"), str(tmp_path / "out"), to="tf", fmt="bin")
     with pytest.raises(ConversionError, match="source folder not found"):
         convert(str(tmp_path / "nope"), str(tmp_path / "out"), to="tf")
+
+
+def test_two_weight_files(tmp_path, capsys):
+    model = save_model(tmp_path / "src")
+    model.save_pretrained(tmp_path / "src", safe_serialization=False)  # the same weights as .bin too
+    assert main([str(tmp_path / "src"), str(tmp_path / "ok"), "--to", "tf", "--no-verify"]) == 0
+    with torch.no_grad():
+        model.deberta.encoder.layer[1].output.dense.bias.add_(1.0)
+    model.save_pretrained(tmp_path / "src", safe_serialization=False)  # now the .bin disagrees
+    err = run_error(capsys, [tmp_path / "src", tmp_path / "out", "--to", "tf"])
+    assert "model.safetensors and pytorch_model.bin disagree on 'deberta.encoder.layer.1.output.dense.bias'" in err
+    assert not (tmp_path / "out").exists()
