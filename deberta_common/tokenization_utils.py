@@ -404,10 +404,15 @@ class DebertaTokenizerBase:
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> "DebertaTokenizerBase":
         """Load from a folder holding vocab.json and merges.txt (the fast tokenizer also reads tokenizer.json),
-        plus special_tokens_map.json / tokenizer_config.json when present. `kwargs` override those files."""
+        plus special_tokens_map.json / tokenizer_config.json when present, or from an embedded checkpoint's
+        name ("deberta-zoo/tiny-mlm"). `kwargs` override those files."""
         directory = os.fspath(directory)
         if not os.path.isdir(directory):
-            raise TokenizerError(f"tokenizer folder not found: {directory}")
+            from .hub import EMBEDDED_CHECKPOINTS, resolve_checkpoint
+
+            if directory not in EMBEDDED_CHECKPOINTS:
+                raise TokenizerError(f"tokenizer folder not found: {directory}")
+            directory = resolve_checkpoint(directory)
         config, expected_ids = read_tokenizer_config(directory)
         config.update(kwargs)
         tokenizer = cls(**cls._files_in(directory), **config)

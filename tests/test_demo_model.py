@@ -150,3 +150,12 @@ def test_demo_command_runs_both_frameworks():
     diff = float(re.search(r"largest \|logit difference\| PyTorch vs TensorFlow: (\S+)", out).group(1))
     assert diff < 1e-3
     assert "(same top-3)" in out
+
+
+def test_tokenizers_load_the_embedded_name():
+    from deberta_common import DebertaTokenizer, DebertaTokenizerFast
+
+    slow = DebertaTokenizer.from_pretrained("deberta-zoo/tiny-mlm")
+    fast = DebertaTokenizerFast.from_pretrained("deberta-zoo/tiny-mlm")
+    assert slow("The server returned an [MASK].")["input_ids"] == fast("The server returned an [MASK].")["input_ids"]
+    assert len(fast) == 6000
