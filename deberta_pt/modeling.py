@@ -27,6 +27,22 @@ from deberta_common.outputs import (
 
 from .pretrained import DebertaPreTrainedModel
 
+def _register_output_pytrees() -> None:
+    """Let torch.export / torch.compile / torch.onnx see through the output containers."""
+    from torch.utils import _pytree
+
+    for cls in (BaseModelOutput, MaskedLMOutput, MultipleChoiceModelOutput, QuestionAnsweringModelOutput,
+                SequenceClassifierOutput, TokenClassifierOutput):
+        _pytree.register_pytree_node(
+            cls,
+            lambda output: (list(output.values()), tuple(output.keys())),
+            lambda values, keys, cls=cls: cls(**dict(zip(keys, values))),
+            serialized_type_name=f"deberta_common.outputs.{cls.__name__}",
+        )
+
+
+_register_output_pytrees()
+
 ACT2FN = {
     "gelu": nn.GELU(),
     "gelu_python": nn.GELU(),
@@ -220,12 +236,12 @@ class DisentangledSelfAttention(nn.Module):
 
     def sdpa_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
         """The fused kernel with the relative-position and mask terms as one additive bias."""
-        min_value = torch.finfo(query_layer.dtype).min / 2  # finite: rows with no valid key stay NaN-free
         if rel_att is None:
             bias = torch.zeros(attention_mask.shape, dtype=query_layer.dtype, device=query_layer.device)
         else:
             bias = rel_att  # a fresh tensor: masked in place
-        bias = bias.masked_fill_(~attention_mask, min_value)
+        # finite: rows with no valid key stay NaN-free; in the bias's own dtype, which autocast may lower
+        bias = bias.masked_fill_(~attention_mask, torch.finfo(bias.dtype).min / 2)
         context = F.scaled_dot_product_attention(
             query_layer, key_layer, value_layer, attn_mask=bias,
             dropout_p=self.dropout.p if self.training else 0.0, scale=1.0,
@@ -764,7 +780,7 @@ class DebertaForMultipleChoice(DebertaPreTrainedModel):
         )
         pooled_output = self.dropout(self.pooler(outputs.last_hidden_state))
         logits = self.classifier(pooled_output).reshape(-1, num_choices)
-        loss = F.cross_entropy(logits.float(), labels.reshape(-1).long()) if labels is not None else None
+        loss = masked_cross_entropy(logits, labels, rules.IGNORE_INDEX) if labels is not None else None
         result = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

@@ -6,6 +6,7 @@ Importing this package registers every model and layer with Keras (package "debe
 
 from .modeling import (
     TFDebertaForMaskedLM,
+    TFDebertaForMultipleChoice,
     TFDebertaForQuestionAnswering,
     TFDebertaForSequenceClassification,
     TFDebertaForTokenClassification,
@@ -20,4 +21,5 @@ __all__ = [
     "TFDebertaForSequenceClassification",
     "TFDebertaForTokenClassification",
     "TFDebertaForQuestionAnswering",
+    "TFDebertaForMultipleChoice",
 ]

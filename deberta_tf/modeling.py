@@ -25,6 +25,7 @@ from deberta_common.config import DebertaConfig
 from deberta_common.outputs import (
     BaseModelOutput,
     MaskedLMOutput,
+    MultipleChoiceModelOutput,
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
@@ -115,7 +116,7 @@ class TFDebertaEmbeddings(TFDebertaLayerBase):
         super().__init__(config, **kwargs)
         self.word_embeddings = self.make_embedding(config.vocab_size, config.embedding_size, "word_embeddings")
         self.position_biased_input = config.position_biased_input
-        if config.position_biased_input:
+        if config.absolute_position_table:
             self.position_embeddings = self.make_embedding(
                 config.max_position_embeddings, config.embedding_size, "position_embeddings"
             )
@@ -136,7 +137,7 @@ class TFDebertaEmbeddings(TFDebertaLayerBase):
         table.assign(tf.tensor_scatter_nd_update(
             table.value, [[config.pad_token_id]], tf.zeros([1, config.embedding_size], table.dtype)
         ))
-        if config.position_biased_input:
+        if config.absolute_position_table:
             build_once(self.position_embeddings)
         if config.type_vocab_size > 0:
             build_once(self.token_type_embeddings)
@@ -204,9 +205,9 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             self.head_weights_proj = self.make_dense(config.num_attention_heads, "head_weights_proj", use_bias=False)
         if self.relative_attention:
             self.pos_dropout = self.make_dropout(config.hidden_dropout_prob, "pos_dropout")
-            if "c2p" in self.pos_att_type:
+            if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
                 self.pos_proj = self.make_dense(self.all_head_size, "pos_proj", use_bias=False)
-            if "p2c" in self.pos_att_type:
+            if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
                 self.pos_q_proj = self.make_dense(self.all_head_size, "pos_q_proj")
         self.dropout = self.make_dropout(config.attention_probs_dropout_prob)
 
@@ -219,9 +220,9 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             build_once(self.head_logits_proj, (None, None, None, self.num_attention_heads))
             build_once(self.head_weights_proj, (None, None, None, self.num_attention_heads))
         if self.relative_attention:
-            if "c2p" in self.pos_att_type:
+            if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
                 build_once(self.pos_proj, hidden)
-            if "p2c" in self.pos_att_type:
+            if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
                 build_once(self.pos_q_proj, hidden)
 
     def transpose_for_scores(self, x: tf.Tensor) -> tf.Tensor:
@@ -236,19 +237,24 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         attention_mask: tf.Tensor,
         output_attentions: bool = False,
         rel_embeddings: Optional[tf.Tensor] = None,
+        query_states: Optional[tf.Tensor] = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """attention_mask: (B, 1, L, L) bool, True where query i may attend to key j.
-        rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`)."""
+        rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`).
+        query_states: (B, L, hidden) to build the queries from instead of hidden_states (the Enhanced Mask
+        Decoder); keys and values always come from hidden_states."""
         query_layer, key_layer, value_layer = tf.split(
             self.transpose_for_scores(self.in_proj(hidden_states)), 3, axis=-1
         )
+        if query_states is not None:
+            query_layer = tf.split(self.transpose_for_scores(self.in_proj(query_states)), 3, axis=-1)[0]
         query_layer = query_layer + self.transpose_for_scores(self.q_bias[None, None, :])
         value_layer = value_layer + self.transpose_for_scores(self.v_bias[None, None, :])
         scale = math.sqrt(self.attention_head_size * self.scale_factor)
         query_layer = query_layer / scale
 
         rel_att = None
-        if self.relative_attention and ("c2p" in self.pos_att_type or "p2c" in self.pos_att_type):
+        if self.relative_attention and any(t in self.pos_att_type for t in ("c2p", "p2c", "p2p")):
             rel_embeddings = self.pos_dropout(rel_embeddings)
             rel_att = self.disentangled_att_bias(query_layer, key_layer, rel_embeddings)
 
@@ -281,18 +287,27 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         return tf.matmul(attention_probs, value_layer), attention_probs
 
     def disentangled_att_bias(self, query_layer: tf.Tensor, key_layer: tf.Tensor, rel_embeddings: tf.Tensor) -> tf.Tensor:
-        """c2p[i, j] = q_i . Kr[i - j] and p2c[i, j] = k_j . Qr[i - j] (rows of `rel_embeddings`), (B, H, L, L).
+        """c2p[i, j] = q_i . Kr[i - j], p2c[i, j] = k_j . Qr[i - j] and p2p[i, j] = Qr[i] . Kr[i - j], where
+        Kr / Qr are the position keys / queries of the `rel_embeddings` row of a distance: (B, H, L, L).
 
         query_layer is already divided by the scale; the position queries are divided by it here.
         """
         score = 0
-        if "c2p" in self.pos_att_type:
+        length = shape_list(query_layer)[-2]
+        if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
+            # rows reversed, so that relative_shift reads each query's distances as one contiguous band
             pos_key_layer = self.transpose_for_scores(self.pos_proj(tf.reverse(rel_embeddings, [0]))[None])
-            score = score + relative_shift(tf.matmul(query_layer, pos_key_layer, transpose_b=True), transposed=False)
-        if "p2c" in self.pos_att_type:
+        if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
             pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])
             pos_query_layer = pos_query_layer / math.sqrt(self.attention_head_size * self.scale_factor)
+        if "c2p" in self.pos_att_type:
+            score = score + relative_shift(tf.matmul(query_layer, pos_key_layer, transpose_b=True), transposed=False)
+        if "p2c" in self.pos_att_type:
             score = score + relative_shift(tf.matmul(key_layer, pos_query_layer, transpose_b=True), transposed=True)
+        if "p2p" in self.pos_att_type:
+            # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
+            p2p_att = tf.matmul(pos_query_layer[:, :, length:], pos_key_layer, transpose_b=True)
+            score = score + relative_shift(p2p_att, transposed=False)
         return score
 
 
@@ -324,11 +339,13 @@ class TFDebertaAttention(TFDebertaLayerBase):
         build_once(self.self)
         build_once(self.dense_output)
 
-    def call(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None):
+    def call(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None, query_states=None):
         self_output, attention_probs = self.self(
-            hidden_states, attention_mask, output_attentions=output_attentions, rel_embeddings=rel_embeddings
+            hidden_states, attention_mask, output_attentions=output_attentions, rel_embeddings=rel_embeddings,
+            query_states=query_states,
         )
-        return self.dense_output(self_output, hidden_states), attention_probs
+        residual = hidden_states if query_states is None else query_states
+        return self.dense_output(self_output, residual), attention_probs
 
 
 @register
@@ -374,9 +391,10 @@ class TFDebertaLayer(TFDebertaLayerBase):
         build_once(self.intermediate)
         build_once(self.dense_output)
 
-    def call(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None):
+    def call(self, hidden_states, attention_mask, output_attentions=False, rel_embeddings=None, query_states=None):
         attention_output, attention_probs = self.attention(
-            hidden_states, attention_mask, output_attentions=output_attentions, rel_embeddings=rel_embeddings
+            hidden_states, attention_mask, output_attentions=output_attentions, rel_embeddings=rel_embeddings,
+            query_states=query_states,
         )
         layer_output = self.dense_output(self.intermediate(attention_output), attention_output)
         return layer_output, attention_probs
@@ -401,6 +419,20 @@ class TFDebertaEncoder(TFDebertaLayerBase):
         if self.relative_attention:
             build_once(self.rel_embeddings)
 
+    def get_attention_mask(self, attention_mask: tf.Tensor) -> tf.Tensor:
+        """(B, L) token mask -> (B, 1, L, L) bool, True where both query and key are tokens."""
+        valid = tf.cast(attention_mask, tf.bool)
+        return valid[:, None, None, :] & valid[:, None, :, None]
+
+    def get_rel_embeddings(self, length) -> Optional[tf.Tensor]:
+        """(2L, hidden) relative embeddings for the distances -L .. L-1, or None without relative attention.
+        length: an int, or a scalar tensor where the length is unknown at trace time."""
+        if not self.relative_attention:
+            return None
+        r = self.max_relative_positions
+        span = rules.relative_span(length, length, r) if isinstance(length, int) else tf.minimum(length, r)
+        return tf.gather(self.rel_embeddings.embeddings, build_relative_position(length, span, r))
+
     def call(
         self,
         hidden_states: tf.Tensor,
@@ -409,15 +441,8 @@ class TFDebertaEncoder(TFDebertaLayerBase):
         output_attentions: bool = False,
     ) -> BaseModelOutput:
         """attention_mask: (B, L), 1 for tokens, 0 for padding."""
-        valid = tf.cast(attention_mask, tf.bool)
-        pair_mask = valid[:, None, None, :] & valid[:, None, :, None]  # (B, 1, L, L)
-        rel_embeddings = None
-        if self.relative_attention:
-            length = shape_list(hidden_states)[1]
-            r = self.max_relative_positions
-            span = rules.relative_span(length, length, r) if isinstance(length, int) else tf.minimum(length, r)
-            rows = build_relative_position(length, span, r)
-            rel_embeddings = tf.gather(self.rel_embeddings.embeddings, rows)
+        pair_mask = self.get_attention_mask(attention_mask)
+        rel_embeddings = self.get_rel_embeddings(shape_list(hidden_states)[1])
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -631,12 +656,15 @@ class TFDebertaForMaskedLM(TFDebertaPreTrainedModel):
         return_dict=None,
         training=False,
     ):
+        emd = self.config.enhanced_mask_decoder
         outputs = self.deberta(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions, output_hidden_states=bool(output_hidden_states) or emd,
             return_dict=True, training=training,
         )
         sequence_output = outputs.last_hidden_state
+        if emd:
+            sequence_output = self.enhanced_mask_decoder(outputs.hidden_states[-2], attention_mask, position_ids)
         word_embeddings = self.deberta.embeddings.word_embeddings.embeddings
         if self.legacy:
             logits = self.cls(sequence_output, word_embeddings)
@@ -644,9 +672,39 @@ class TFDebertaForMaskedLM(TFDebertaPreTrainedModel):
             logits = self.lm_predictions(sequence_output, word_embeddings)
         loss = self.compute_head_loss(logits, labels) if labels is not None else None
         result = MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states if output_hidden_states else None,
+            attentions=outputs.attentions,
         )
         return result if self._return_dict(return_dict) else result.to_tuple()
+
+    def enhanced_mask_decoder(
+        self, hidden_states: tf.Tensor, attention_mask: Optional[tf.Tensor], position_ids: Optional[tf.Tensor]
+    ) -> tf.Tensor:
+        """The original DeBERTa's Enhanced Mask Decoder: (B, L, hidden) states to predict tokens from.
+
+        Queries start as the absolute position embeddings plus the states entering the last layer,
+        H = hidden_states (the second-to-last entry of `hidden_states`); the last encoder layer runs twice
+        with keys and values from H and queries from the previous step.
+        """
+        batch, length = shape_list(hidden_states)[:2]
+        if attention_mask is None:
+            attention_mask = tf.ones([batch, length], dtype=tf.int32)
+        if position_ids is None:
+            position_ids = tf.range(length)[None, :]
+        embeddings = self.deberta.embeddings
+        position_ids = check_ids(position_ids, self.config.max_position_embeddings, "position_ids")
+        positions = embeddings.position_embeddings(position_ids)
+        if self.config.embedding_size != self.config.hidden_size:
+            positions = embeddings.embed_proj(positions)
+        encoder = self.deberta.encoder
+        pair_mask = encoder.get_attention_mask(attention_mask)
+        rel_embeddings = encoder.get_rel_embeddings(length)
+        query_states = positions + hidden_states
+        for _ in range(2):
+            query_states, _ = encoder.layer[-1](
+                hidden_states, pair_mask, rel_embeddings=rel_embeddings, query_states=query_states
+            )
+        return query_states
 
 
 @register
@@ -832,5 +890,64 @@ class TFDebertaForQuestionAnswering(TFDebertaPreTrainedModel):
         result = QuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits,
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        )
+        return result if self._return_dict(return_dict) else result.to_tuple()
+
+
+@register
+class TFDebertaForMultipleChoice(TFDebertaPreTrainedModel):
+    """Inputs (B, C, L) for C choices -> logits (B, C): the pooled first token of each choice, scored by a
+    (pooler_hidden_size -> 1) classifier; loss: cross-entropy over the choices."""
+
+    def __init__(self, config: DebertaConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.deberta = TFDebertaModel(config, **self.child("deberta"))
+        self.pooler = TFContextPooler(config, **self.child("pooler"))
+        self.classifier = self.make_dense(1, "classifier")
+        drop = config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob
+        self.dropout = self.make_dropout(drop)
+        self.post_init()
+
+    def build(self, input_shape=None) -> None:
+        build_once(self.deberta)
+        build_once(self.pooler)
+        build_once(self.classifier, (None, self.config.pooler_hidden_size))
+
+    def compute_head_loss(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return masked_cross_entropy(logits, labels, rules.IGNORE_INDEX)
+
+    @unpack_inputs
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        source = input_ids if input_ids is not None else inputs_embeds
+        if source is None or source.shape.rank != (3 if input_ids is not None else 4):
+            raise ValueError("multiple choice takes input_ids (batch, choices, length) or inputs_embeds "
+                             "(batch, choices, length, embedding_size)")
+        num_choices = shape_list(source)[1]
+
+        def flat(x: Optional[tf.Tensor]) -> Optional[tf.Tensor]:
+            return None if x is None else tf.reshape(x, [-1, *shape_list(x)[2:]])
+
+        outputs = self.deberta(
+            flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids), flat(inputs_embeds),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True, training=training,
+        )
+        pooled_output = self.dropout(self.pooler(outputs.last_hidden_state))
+        logits = tf.reshape(self.classifier(pooled_output), [-1, num_choices])
+        loss = self.compute_head_loss(logits, labels) if labels is not None else None
+        result = MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
         return result if self._return_dict(return_dict) else result.to_tuple()

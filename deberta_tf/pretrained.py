@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deberta_common import checkpoints, weight_names
+from deberta_common import checkpoints, rules, weight_names
 from deberta_common.checkpoints import CheckpointError, CheckpointReader
 from deberta_common.config import DebertaConfig
 from deberta_common.hub import resolve_checkpoint
@@ -270,10 +270,11 @@ class TFDebertaPreTrainedModel(DebertaKerasMixin, keras.Model):
         `ignore_mismatched_sizes=True`. With `output_loading_info=True`, returns (model, info).
         """
         folder = resolve_checkpoint(path)
+        reader = CheckpointReader(folder, prefer=("h5", "safetensors", "bin"))
         if config is None:
             config = DebertaConfig.from_pretrained(folder, **config_overrides)
+            rules.fit_config_to_weights(config, reader.keys())
         model = cls(config)
-        reader = CheckpointReader(folder, prefer=("h5", "safetensors", "bin"))
         info = model.load_checkpoint(reader, ignore_mismatched_sizes=ignore_mismatched_sizes)
         return (model, info) if output_loading_info else model
 

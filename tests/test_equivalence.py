@@ -98,11 +98,15 @@ def pairs(tmp_path_factory) -> Pairs:
 
 
 def batch_with_labels(head: str, config) -> dict:
-    batch = make_batch(config)
+    if head == "ForMultipleChoice":  # (B, C, L): two questions with three choices each, padded differently
+        batch = {k: v.reshape(2, 3, -1) for k, v in make_batch(config, batch=6).items()}
+    else:
+        batch = make_batch(config)
     return {**batch, **make_labels(head, config, batch)}
 
 
-ALL_CASES = [(v, h) for v in VARIANTS for h in HEADS]
+MULTIPLE_CHOICE_VARIANTS = ("absolute", "relative", "token_types", "embedding_projection", "emd")
+ALL_CASES = [(v, h) for v in VARIANTS for h in HEADS] + [(v, "ForMultipleChoice") for v in MULTIPLE_CHOICE_VARIANTS]
 
 
 @pytest.mark.parametrize("variant,head", ALL_CASES)
@@ -124,7 +128,7 @@ def test_keras_weights_in_pytorch(pairs, variant, head):
     assert_outputs_close(run_pt(pt_model, inputs, **flags), run_tf(tf_model, inputs, **flags))
 
 
-@pytest.mark.parametrize("variant", ["relative", "embedding_projection", "token_types"])
+@pytest.mark.parametrize("variant", ["relative", "embedding_projection", "token_types", "emd"])
 @pytest.mark.parametrize("head", ["Model", "ForMaskedLM"])
 def test_inputs_embeds(pairs, variant, head):
     pt_model, tf_model = pairs.pt_to_tf(variant, head)
@@ -147,11 +151,27 @@ def test_position_ids(pairs, variant):
     assert_outputs_close(run_pt(pt_model, inputs, **flags), run_tf(tf_model, inputs, **flags))
 
 
+def test_position_ids_in_the_enhanced_mask_decoder(pairs):
+    """The decoder's queries start from the absolute positions of position_ids, as in PyTorch."""
+    pt_model, tf_model = pairs.pt_to_tf("emd", "ForMaskedLM")
+    inputs = batch_with_labels("ForMaskedLM", pt_model.config)
+    rng = np.random.default_rng(4)
+    length = inputs["input_ids"].shape[1]
+    inputs["position_ids"] = np.stack([rng.permutation(length) + 2 * row for row in range(3)]).astype(np.int64)
+    expected = run_pt(pt_model, inputs)
+    assert_outputs_close(expected, run_tf(tf_model, inputs))
+    default = run_pt(pt_model, {k: v for k, v in inputs.items() if k != "position_ids"})
+    assert np.abs(expected["logits"].numpy() - default["logits"].numpy()).max() > 1e-3  # they do matter
+
+
 @pytest.mark.parametrize("variant,head", [
     ("relative", "ForMaskedLM"),
     ("short_span", "ForQuestionAnswering"),
     ("talking_head", "ForSequenceClassification"),
     ("embedding_projection", "ForTokenClassification"),
+    ("emd", "ForMaskedLM"),
+    ("p2p", "ForTokenClassification"),
+    ("relative", "ForMultipleChoice"),
 ])
 def test_xla_matches_pytorch(pairs, variant, head):
     pt_model, tf_model = pairs.pt_to_tf(variant, head)
@@ -207,8 +227,10 @@ def test_token_level_loss_rules(pairs, head, labels):
 
 def test_weight_names_match_pytorch():
     """The Keras models hold exactly the PyTorch parameters (the tied legacy decoder excepted)."""
-    for variant in ("relative", "non_legacy_mlm", "embedding_projection", "talking_head", "token_types"):
+    cases = [(v, h) for v in ("relative", "non_legacy_mlm", "embedding_projection", "talking_head", "token_types")
+             for h in HEADS]
+    cases += [("emd", "ForMaskedLM"), ("p2p", "Model"), ("relative", "ForMultipleChoice")]
+    for variant, head in cases:
         config = make_config(variant)
-        for head in HEADS:
-            pt_names = set(pt_class(head)(config).state_dict()) - {"cls.predictions.decoder.weight"}
-            assert set(tf_class(head)(config).pt_named_weights()) == pt_names, (variant, head)
+        pt_names = set(pt_class(head)(config).state_dict()) - {"cls.predictions.decoder.weight"}
+        assert set(tf_class(head)(config).pt_named_weights()) == pt_names, (variant, head)

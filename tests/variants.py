@@ -26,6 +26,9 @@ VARIANTS = {
     "non_legacy_mlm": dict(relative_attention=True, pos_att_type="c2p|p2c", legacy=False),
     "relu": dict(hidden_act="relu", relative_attention=True, pos_att_type="c2p|p2c"),
     "tanh": dict(hidden_act="tanh", pooler_hidden_act="tanh"),
+    # The original DeBERTa's masked-LM head without absolute positions in the input: the Enhanced Mask Decoder.
+    "emd": dict(relative_attention=True, position_biased_input=False, pos_att_type="c2p|p2c", legacy=False),
+    "p2p": dict(relative_attention=True, pos_att_type="c2p|p2c|p2p"),
 }
 
 HEADS = (
@@ -55,6 +58,8 @@ def make_labels(head: str, config: DebertaConfig, batch: np.ndarray | dict, seed
     """Labels for `head` matching the batch: -100 at padded positions for token-level heads."""
     rng = np.random.default_rng(seed)
     mask = batch["attention_mask"]
+    if head == "ForMultipleChoice":  # inputs (B, C, L): the index of the right choice
+        return {"labels": rng.integers(0, mask.shape[1], size=(mask.shape[0],)).astype(np.int64)}
     b, length = mask.shape
     if head == "ForMaskedLM":
         labels = rng.integers(0, config.vocab_size, size=(b, length))
