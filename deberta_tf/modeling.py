@@ -103,6 +103,19 @@ def check_ids(ids: tf.Tensor, limit: int, name: str) -> tf.Tensor:
         return tf.identity(ids)
 
 
+def check_mask(attention_mask: tf.Tensor) -> tf.Tensor:
+    """The mask, after checking that it holds only 0 and 1 (other values would scale the embeddings): eagerly a
+    ValueError, in a graph an assert (XLA drops asserts)."""
+    bad = tf.logical_and(tf.not_equal(attention_mask, 0), tf.not_equal(attention_mask, 1))
+    if tf.executing_eagerly():
+        if bool(tf.reduce_any(bad)):
+            raise ValueError(f"attention_mask must hold only 0 and 1, got {tf.boolean_mask(attention_mask, bad)[0].numpy()}")
+        return attention_mask
+    check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), ["attention_mask must hold only 0 and 1"])
+    with tf.control_dependencies([check]):
+        return tf.identity(attention_mask)
+
+
 class TFDebertaLayerBase(DebertaKerasMixin, keras.layers.Layer):
     """A DeBERTa sub-layer: holds the config, builds from it, serialises as it."""
 
@@ -493,25 +506,22 @@ class TFDebertaModel(TFDebertaPreTrainedModel):
         return_dict=None,
         training=False,
     ):
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if input_ids is not None:
-            if input_ids.shape.rank != 2:
-                raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
-            if not input_ids.dtype.is_integer:
-                raise TypeError(f"input_ids must be integers, got {input_ids.dtype.name}")
-            shape = shape_list(input_ids)
-        else:
-            if inputs_embeds.shape.rank != 3:
-                raise ValueError(f"inputs_embeds must be (batch, length, embedding_size), got {tuple(inputs_embeds.shape)}")
+        def shape_of(x: Optional[tf.Tensor]) -> Optional[tuple]:
+            return None if x is None else tuple(x.shape) if x.shape.rank is not None else (None, None)
+
+        rules.check_input_shapes(
+            shape_of(input_ids), shape_of(inputs_embeds), attention_mask=shape_of(attention_mask),
+            token_type_ids=shape_of(token_type_ids), position_ids=shape_of(position_ids),
+        )
+        if input_ids is not None and not input_ids.dtype.is_integer:
+            raise TypeError(f"input_ids must be integers, got {input_ids.dtype.name}")
+        if inputs_embeds is not None:
             inputs_embeds = tf.cast(inputs_embeds, self.compute_dtype)
-            shape = shape_list(inputs_embeds)[:2]
+        shape = shape_list(input_ids if input_ids is not None else inputs_embeds)[:2]
         if attention_mask is None:
             attention_mask = tf.ones(shape, dtype=tf.int32)
-        elif not attention_mask.shape.is_compatible_with([s if isinstance(s, int) else None for s in shape]):
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)} like the input ids"
-            )
+        else:
+            attention_mask = check_mask(attention_mask)
         if token_type_ids is None:
             token_type_ids = tf.zeros(shape, dtype=tf.int32)
 
@@ -898,6 +908,8 @@ class TFDebertaForQuestionAnswering(TFDebertaPreTrainedModel):
 class TFDebertaForMultipleChoice(TFDebertaPreTrainedModel):
     """Inputs (B, C, L) for C choices -> logits (B, C): the pooled first token of each choice, scored by a
     (pooler_hidden_size -> 1) classifier; loss: cross-entropy over the choices."""
+
+    serving_input_rank = 3
 
     def __init__(self, config: DebertaConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)

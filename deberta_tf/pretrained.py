@@ -178,6 +178,23 @@ class TFDebertaPreTrainedModel(DebertaKerasMixin, keras.Model):
         """Create every variable now, so that weights can be loaded and trained before any call."""
         build_once(self)
 
+    # (batch, length) ids; multiple choice takes (batch, choices, length)
+    serving_input_rank = 2
+
+    @property
+    def _default_save_signature(self):
+        """The signature `tf.saved_model.save(model, path)` writes: int32 `input_ids` and `attention_mask` of
+        any batch and length in, the output tensors out (Keras would trace one float input of unknown shape)."""
+        shape = [None] * self.serving_input_rank
+
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.int32, name="input_ids"),
+                                      tf.TensorSpec(shape, tf.int32, name="attention_mask")])
+        def serving_default(input_ids, attention_mask):
+            outputs = self({"input_ids": input_ids, "attention_mask": attention_mask}, training=False)
+            return {k: v for k, v in outputs.items() if isinstance(v, tf.Tensor)}
+
+        return serving_default
+
     def get_input_embeddings(self) -> keras.layers.Embedding:
         return getattr(self, self.base_model_prefix).get_input_embeddings()
 
@@ -299,6 +316,7 @@ class TFDebertaPreTrainedModel(DebertaKerasMixin, keras.Model):
                     )
                 mismatched.append((ckpt_name, stored, expected))
                 continue
+            reader.check_floating(ckpt_name)
             value = reader.numpy(ckpt_name)
             if weight_names.pt_to_tf(model_name)[1]:
                 value = value.T  # torch Linear (out, in) -> Keras Dense kernel (in, out)

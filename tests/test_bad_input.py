@@ -109,10 +109,14 @@ def case_weight_wrong_shape(ckpt):
     load(ckpt[0])
 
 
-def case_weight_wrong_dtype(ckpt):
+def write_int_bias(ckpt):
     state = state_of(ckpt[1])
     state["encoder.layer.0.intermediate.dense.bias"] = np.zeros(37, np.int32)
     rewrite(ckpt[0], state)
+
+
+def case_weight_wrong_dtype(ckpt):
+    write_int_bias(ckpt)
     load(ckpt[0])
 
 
@@ -213,6 +217,39 @@ def case_float_ids(ckpt):
     call(ckpt, input_ids=torch.tensor([[1.0, 2.0]]))
 
 
+def call_tf(ckpt, **kwargs):
+    import deberta_tf
+
+    deberta_tf.TFDebertaModel.from_pretrained(ckpt[0])(kwargs)
+
+
+def case_tf_ids_too_large(ckpt):
+    call_tf(ckpt, input_ids=np.array([[1, 99]]))
+
+
+def case_tf_mask_shape(ckpt):
+    call_tf(ckpt, input_ids=np.ones((2, 4), np.int64), attention_mask=np.ones((2, 5), np.int64))
+
+
+def case_tf_mask_values(ckpt):
+    call_tf(ckpt, input_ids=np.ones((1, 3), np.int64), attention_mask=np.array([[1.0, 0.5, 0.0]]))
+
+
+def case_tf_empty_batch(ckpt):
+    call_tf(ckpt, input_ids=np.ones((0, 4), np.int64))
+
+
+def case_tf_float_ids(ckpt):
+    call_tf(ckpt, input_ids=np.array([[1.0, 2.0]]))
+
+
+def case_tf_weight_wrong_dtype(ckpt):
+    import deberta_tf
+
+    write_int_bias(ckpt)
+    deberta_tf.TFDebertaModel.from_pretrained(ckpt[0])
+
+
 # ----------------------------------------------------------------------------- deberta-convert
 def convert_or_raise(*args):
     if convert_main([str(a) for a in args]) != 0:
@@ -272,6 +309,13 @@ CASES = [
     (case_empty_batch, ValueError, r"empty input: input_ids has shape \(0, 4\)"),
     (case_zero_length, ValueError, r"empty input: input_ids has shape \(2, 0\)"),
     (case_float_ids, TypeError, r"input_ids must be integers, got torch.float32"),
+    (case_tf_ids_too_large, ValueError, r"input_ids must be in \[0, 99\), got values in \[1, 99\]"),
+    (case_tf_mask_shape, ValueError, r"attention_mask has shape \(2, 5\), expected \(2, 4\)"),
+    (case_tf_mask_values, ValueError, r"attention_mask must hold only 0 and 1, got 0.5"),
+    (case_tf_empty_batch, ValueError, r"empty input: input_ids has shape \(0, 4\)"),
+    (case_tf_float_ids, TypeError, r"input_ids must be integers, got float"),
+    (case_tf_weight_wrong_dtype, CheckpointError,
+     r"'encoder.layer.0.intermediate.dense.bias' is stored as int32, not as floating-point values"),
     (case_convert_into_non_empty, RuntimeError, r"deberta-convert exited with an error"),
     (case_convert_into_read_only_place, RuntimeError, r"deberta-convert exited with an error"),
     (case_convert_conflicting_files, RuntimeError, r"deberta-convert exited with an error"),

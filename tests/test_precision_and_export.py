@@ -1,0 +1,166 @@
+"""Low precision (PyTorch half / bfloat16 / autocast, Keras mixed precision) and export (torch.compile,
+torch.export, ONNX, TensorFlow SavedModel)."""
+
+import numpy as np
+import pytest
+import torch
+
+import deberta_pt
+from variants import HEADS, make_batch, make_config, make_labels
+
+# Largest |difference| from float32, relative to the largest |float32 output|, documented in docs/pytorch.md.
+TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 6e-2}
+
+
+def build(head, config, std=0.05, seed=0):
+    torch.manual_seed(seed)
+    model = getattr(deberta_pt, "Deberta" + head)(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, std)
+    return model
+
+
+def long_batch(config, length=512):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, config.vocab_size, size=(2, length))
+    mask = np.ones((2, length), dtype=np.int64)
+    mask[1, length // 3 :] = 0
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inference_on_long_inputs(dtype):
+    config = make_config("relative", max_position_embeddings=512, num_labels=3)
+    model = build("ForMaskedLM", config)
+    with torch.no_grad():  # large activations: embeddings far from unit scale
+        model.deberta.embeddings.word_embeddings.weight.mul_(40)
+    batch = long_batch(config)
+    reference = model(**batch, output_hidden_states=True)
+    low = build("ForMaskedLM", config)
+    low.load_state_dict(model.state_dict())
+    low.to(dtype)
+    out = low(**batch, output_hidden_states=True)
+    for ref, got in zip(reference.hidden_states + (reference.logits,), out.hidden_states + (out.logits,)):
+        assert torch.isfinite(got).all()  # padded rows included
+        scale = ref.abs().max().item()
+        assert (got.float() - ref).abs().max().item() <= TOLERANCE[dtype] * max(scale, 1.0)
+
+
+def test_autocast_inference_and_the_attention_paths():
+    config = make_config("relative", max_position_embeddings=512)
+    model = build("Model", config)
+    batch = long_batch(config)
+    reference = model(**batch).last_hidden_state
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused = model(**batch).last_hidden_state
+        plain = model(**batch, output_attentions=True).last_hidden_state
+    for got in (fused, plain):
+        assert torch.isfinite(got).all()
+        assert (got.float() - reference).abs().max() <= TOLERANCE[torch.bfloat16] * reference.abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_autocast_training_with_grad_scaler_keeps_the_loss_finite(dtype):
+    config = make_config("relative", num_labels=3)
+    model = build("ForSequenceClassification", config, std=0.05).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu")
+    batch = {k: torch.from_numpy(v) for k, v in make_batch(config).items()}
+    labels = torch.tensor([0, 1, 2])
+    losses = []
+    for _ in range(12):  # the scaler may skip the first steps while it finds its scale
+        with torch.autocast("cpu", dtype=dtype):
+            loss = model(**batch, labels=labels).loss
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+# ----------------------------------------------------------------------------- compile and export
+@pytest.mark.parametrize("head", HEADS + ("ForMultipleChoice",))
+def test_torch_compile_fullgraph_dynamic(head):
+    config = make_config("relative", num_labels=3)
+    model = build(head, config, std=0.2)
+    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    for length in (11, 7):
+        batch = {k: torch.from_numpy(v[:, :length]) for k, v in make_batch(config).items()}
+        labels = {k: torch.from_numpy(v) for k, v in make_labels(head, config, make_batch(config)).items()}
+        if head == "ForMultipleChoice":
+            batch = {k: v[:2, None].expand(2, 2, -1) for k, v in batch.items()}
+            labels = {"labels": torch.tensor([1, 0])}
+        elif head in ("ForMaskedLM", "ForTokenClassification"):
+            labels = {k: v[:, :length] for k, v in labels.items()}
+        with torch.no_grad():
+            eager, graph = model(**batch, **labels), compiled(**batch, **labels)
+        for key in eager:
+            torch.testing.assert_close(graph[key], eager[key], rtol=0, atol=1e-5)
+
+
+def test_torch_export_matches_eager():
+    config = make_config("relative", num_labels=3)
+    model = build("ForSequenceClassification", config, std=0.2)
+    batch = {k: torch.from_numpy(v) for k, v in make_batch(config).items()}
+    batch_dim, length_dim = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("length", min=2, max=64)
+    program = torch.export.export(model, (), batch, dynamic_shapes={
+        "input_ids": {0: batch_dim, 1: length_dim}, "attention_mask": {0: batch_dim, 1: length_dim}})
+    for rows, length in ((3, 11), (2, 5)):
+        part = {k: v[:rows, :length] for k, v in batch.items()}
+        torch.testing.assert_close(program.module()(**part).logits, model(**part).logits, rtol=0, atol=1e-6)
+
+
+class LogitsOf(torch.nn.Module):
+    """ONNX takes positional tensors and returns tensors."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return out.logits if "logits" in out else out.last_hidden_state
+
+
+@pytest.mark.parametrize("head", ["Model", "ForSequenceClassification"])
+def test_onnx_export_runs_in_onnxruntime(tmp_path, head):
+    ort = pytest.importorskip("onnxruntime")  # a test extra; installed by `make test`
+    config = make_config("relative", num_labels=3)
+    wrapped = LogitsOf(build(head, config, std=0.2)).eval()
+    batch = make_batch(config)
+    args = (torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]))
+    path = str(tmp_path / "model.onnx")
+    torch.onnx.export(wrapped, args, path, dynamo=True, input_names=["input_ids", "attention_mask"],
+                      dynamic_shapes={"input_ids": {0: "batch", 1: "length"},
+                                      "attention_mask": {0: "batch", 1: "length"}})
+    session = ort.InferenceSession(path)
+    rng = np.random.default_rng(5)
+    for rows, length in ((3, 11), (1, 4), (5, 23)):
+        ids = rng.integers(1, config.vocab_size, size=(rows, length))
+        mask = np.ones((rows, length), dtype=np.int64)
+        mask[0, length // 2 :] = 0
+        got = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        expected = wrapped(torch.from_numpy(ids), torch.from_numpy(mask)).detach().numpy()
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("head", ["Model", "ForSequenceClassification", "ForMultipleChoice"])
+def test_tensorflow_saved_model_reloads_and_matches(tmp_path, head):
+    import tensorflow as tf
+
+    import deberta_tf
+
+    config = make_config("relative", num_labels=3)
+    model = getattr(deberta_tf, "TFDeberta" + head)(config)
+    tf.saved_model.save(model, str(tmp_path / "saved"))  # the default signature: int32 ids and mask
+    serve = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    batch = make_batch(config)
+    field = "last_hidden_state" if head == "Model" else "logits"
+    for rows, length in ((3, 11), (2, 6)):
+        inputs = {k: tf.constant(batch[k][:rows, :length], tf.int32) for k in ("input_ids", "attention_mask")}
+        if head == "ForMultipleChoice":
+            inputs = {k: tf.stack([v, v[::-1]], axis=1) for k, v in inputs.items()}
+        expected = model(inputs, training=False)[field].numpy()
+        np.testing.assert_allclose(serve(**inputs)[field].numpy(), expected, rtol=0, atol=1e-5)
