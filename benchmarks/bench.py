@@ -40,7 +40,18 @@ def current_rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def reset_peak_rss() -> None:
+    """Start the peak-RSS count anew (Linux: writing 5 to clear_refs resets VmHWM), so that loading the
+    model does not count as the forward's peak."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
 def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -87,6 +98,7 @@ def run_pt(impl: str, folder: str, batch: int, length: int, mode: str, device: s
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
+        reset_peak_rss()
         base = current_rss_bytes()
     step()  # warm-up (and compilation)
     peak = (torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes()) - base
@@ -141,6 +153,7 @@ def run_tf(impl: str, folder: str, batch: int, length: int, mode: str, device: s
         return loss
 
     fn = train if mode == "train" else infer
+    reset_peak_rss()
     base = current_rss_bytes()
     fn().numpy()
     peak = peak_rss_bytes() - base

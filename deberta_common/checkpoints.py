@@ -422,3 +422,50 @@ def write_tf_h5_shard(path: str, tensors: Iterable[tuple[str, np.ndarray]]) -> N
             f.create_dataset(f"{name}:0", data=array)
             names.append(f"{name}:0")
         write_h5_string_list(f, "layer_names", names)
+
+
+# ----------------------------------------------------------------------------- matching a checkpoint to a model
+def match_weights(
+    reader: CheckpointReader,
+    model_shapes: Mapping[str, tuple[int, ...]],
+    model_class: str,
+    base_model_prefix: str = "deberta",
+    ignore_mismatched_sizes: bool = False,
+) -> tuple[dict[str, str], dict[str, list]]:
+    """Pair a checkpoint's weights with a model's, both under PyTorch names and layouts.
+
+    Returns ({model name: checkpoint name} to load, {"unexpected_keys", "mismatched_keys"}). A bare-model
+    checkpoint fits a head model and the reverse (the `deberta.` prefix is added or stripped). A shape that
+    differs is a CheckpointError naming the key and both shapes, unless `ignore_mismatched_sizes`; a weight
+    stored as integers is always one.
+    """
+    names = [n for n in reader.keys() if not weight_names.IGNORED_PT_KEYS.search(n)]
+    mapping = weight_names.add_or_strip_base_prefix(names, set(model_shapes), base_model_prefix + ".")
+    to_load, unexpected, mismatched = {}, [], []
+    for ckpt_name, model_name in mapping.items():
+        if model_name not in model_shapes:
+            unexpected.append(ckpt_name)
+            continue
+        stored, expected = tuple(reader.shape(ckpt_name)), tuple(model_shapes[model_name])
+        if stored != expected:
+            if not ignore_mismatched_sizes:
+                raise CheckpointError(
+                    f"{reader.folder}: weight {ckpt_name!r} has shape {stored} in the checkpoint but {expected} "
+                    f"in {model_class} (config mismatch?); pass ignore_mismatched_sizes=True to initialise it "
+                    f"anew instead"
+                )
+            mismatched.append((ckpt_name, stored, expected))
+            continue
+        reader.check_floating(ckpt_name)
+        to_load[model_name] = ckpt_name
+    return to_load, {"unexpected_keys": unexpected, "mismatched_keys": mismatched}
+
+
+def report_loading(logger, model_class: str, folder: str, info: Mapping[str, list]) -> None:
+    """Warn about newly initialised, unused and re-initialised weights, as both backends report them."""
+    if info["missing_keys"]:
+        logger.warning("%s: newly initialised (not in %s): %s", model_class, folder, info["missing_keys"])
+    if info["unexpected_keys"]:
+        logger.warning("%s: unused weights in %s: %s", model_class, folder, info["unexpected_keys"])
+    for name, stored, expected in info["mismatched_keys"]:
+        logger.warning("%s: %s re-initialised: checkpoint shape %s, model shape %s", model_class, name, stored, expected)

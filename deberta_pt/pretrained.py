@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from deberta_common import checkpoints, rules, weight_names
-from deberta_common.checkpoints import CheckpointError, CheckpointReader
+from deberta_common.checkpoints import CheckpointReader
 from deberta_common.config import DebertaConfig
 from deberta_common.hub import resolve_checkpoint
 
@@ -168,37 +168,19 @@ class DebertaPreTrainedModel(nn.Module):
     def load_checkpoint(self, reader: CheckpointReader, ignore_mismatched_sizes: bool = False) -> dict[str, list]:
         """Copy the reader's weights into this model; returns missing, unexpected and mismatched keys."""
         model_state = self.state_dict()
-        names = [n for n in reader.keys() if not weight_names.IGNORED_PT_KEYS.search(n)]
-        mapping = weight_names.add_or_strip_base_prefix(names, set(model_state), self.base_model_prefix + ".")
-        loaded, unexpected, mismatched = {}, [], []
-        for ckpt_name, model_name in mapping.items():
-            if model_name not in model_state:
-                unexpected.append(ckpt_name)
-                continue
-            stored, expected = tuple(reader.shape(ckpt_name)), tuple(model_state[model_name].shape)
-            if stored != expected:
-                if not ignore_mismatched_sizes:
-                    raise CheckpointError(
-                        f"{reader.folder}: weight {ckpt_name!r} has shape {stored} in the checkpoint but {expected} "
-                        f"in {type(self).__name__} (config mismatch?); pass ignore_mismatched_sizes=True to "
-                        f"initialise it anew instead"
-                    )
-                mismatched.append((ckpt_name, stored, expected))
-                continue
-            reader.check_floating(ckpt_name)
-            loaded[model_name] = tensor_from_checkpoint(reader, ckpt_name)
+        to_load, info = checkpoints.match_weights(
+            reader, {n: tuple(t.shape) for n, t in model_state.items()}, type(self).__name__,
+            self.base_model_prefix, ignore_mismatched_sizes,
+        )
+        with torch.no_grad():  # one tensor at a time: peak memory is the model plus its largest weight
+            for name, ckpt_name in to_load.items():
+                model_state[name].copy_(tensor_from_checkpoint(reader, ckpt_name))
         tied = self._tied_keys()
-        missing = [n for n in model_state if n not in loaded and not (n in tied and tied[n] in loaded)]
-        self.load_state_dict(loaded, strict=False)
+        info = {"missing_keys": [n for n in model_state if n not in to_load and not (n in tied and tied[n] in to_load)],
+                **info}
         self.tie_weights()
-        if missing:
-            logger.warning("%s: newly initialised (not in %s): %s", type(self).__name__, reader.folder, missing)
-        if unexpected:
-            logger.warning("%s: unused weights in %s: %s", type(self).__name__, reader.folder, unexpected)
-        for name, stored, expected in mismatched:
-            logger.warning("%s: %s re-initialised: checkpoint shape %s, model shape %s",
-                           type(self).__name__, name, stored, expected)
-        return {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
+        checkpoints.report_loading(logger, type(self).__name__, reader.folder, info)
+        return info
 
     def _tied_keys(self) -> dict[str, str]:
         """{tied weight name: the name it is saved under}, for the ties this model has."""

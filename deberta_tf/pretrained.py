@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from deberta_common import checkpoints, rules, weight_names
-from deberta_common.checkpoints import CheckpointError, CheckpointReader
+from deberta_common.checkpoints import CheckpointReader
 from deberta_common.config import DebertaConfig
 from deberta_common.hub import resolve_checkpoint
 
@@ -298,39 +298,19 @@ class TFDebertaPreTrainedModel(DebertaKerasMixin, keras.Model):
     def load_checkpoint(self, reader: CheckpointReader, ignore_mismatched_sizes: bool = False) -> dict[str, list]:
         """Assign the reader's weights to this model; returns missing, unexpected and mismatched keys."""
         model_weights = self.pt_named_weights()
-        names = [n for n in reader.keys() if not weight_names.IGNORED_PT_KEYS.search(n)]
-        mapping = weight_names.add_or_strip_base_prefix(names, set(model_weights), self.base_model_prefix + ".")
-        loaded, unexpected, mismatched = set(), [], []
-        for ckpt_name, model_name in mapping.items():
-            if model_name not in model_weights:
-                unexpected.append(ckpt_name)
-                continue
-            variable = model_weights[model_name]
-            stored, expected = tuple(reader.shape(ckpt_name)), _pt_layout_shape(variable, model_name)
-            if stored != expected:
-                if not ignore_mismatched_sizes:
-                    raise CheckpointError(
-                        f"{reader.folder}: weight {ckpt_name!r} has shape {stored} in the checkpoint but {expected} "
-                        f"in {type(self).__name__} (config mismatch?); pass ignore_mismatched_sizes=True to "
-                        f"initialise it anew instead"
-                    )
-                mismatched.append((ckpt_name, stored, expected))
-                continue
-            reader.check_floating(ckpt_name)
+        to_load, info = checkpoints.match_weights(
+            reader, {n: _pt_layout_shape(v, n) for n, v in model_weights.items()}, type(self).__name__,
+            self.base_model_prefix, ignore_mismatched_sizes,
+        )
+        for model_name, ckpt_name in to_load.items():
             value = reader.numpy(ckpt_name)
             if weight_names.pt_to_tf(model_name)[1]:
                 value = value.T  # torch Linear (out, in) -> Keras Dense kernel (in, out)
+            variable = model_weights[model_name]
             variable.assign(tf.cast(value, variable.dtype))
-            loaded.add(model_name)
-        missing = [n for n in model_weights if n not in loaded]
-        if missing:
-            logger.warning("%s: newly initialised (not in %s): %s", type(self).__name__, reader.folder, missing)
-        if unexpected:
-            logger.warning("%s: unused weights in %s: %s", type(self).__name__, reader.folder, unexpected)
-        for name, stored, expected in mismatched:
-            logger.warning("%s: %s re-initialised: checkpoint shape %s, model shape %s",
-                           type(self).__name__, name, stored, expected)
-        return {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
+        info = {"missing_keys": [n for n in model_weights if n not in to_load], **info}
+        checkpoints.report_loading(logger, type(self).__name__, reader.folder, info)
+        return info
 
     def save_pretrained(self, directory: str | os.PathLike, max_shard_size: int | str = "5GB") -> list[str]:
         """Write config.json and `tf_model.h5` (sharded past max_shard_size); returns the weight files.
