@@ -93,7 +93,7 @@ class MaskedLMCollator:
         special = pad_batch([tok.get_special_tokens_mask(list(e), already_has_special_tokens=True) for e in examples], 1)
         word_ids = None
         if self.whole_word:
-            word_ids = [word_ids_from_tokens(tok.convert_ids_to_tokens(list(row)), sp) for row, sp in zip(ids, special)]
+            word_ids = [word_ids_from_tokens(tok.convert_ids_to_tokens(row.tolist()), sp) for row, sp in zip(ids, special)]
         masked, labels = mask_tokens(ids, special, tok.mask_token_id, len(tok), self.rng, self.probability, word_ids)
         return {"input_ids": masked, "attention_mask": attention, "labels": labels}
 

@@ -128,3 +128,18 @@ def test_qa_windows_map_the_answer_back_through_offsets():
     assert data.best_answer(start_logits, end_logits, features, context)["text"] == answer_text
     with pytest.raises(ValueError, match="stride"):
         data.prepare_qa_features(tokenizer, "q", context, max_length=32, stride=40)
+
+
+def test_masked_lm_collator_with_a_real_tokenizer():
+    import os
+
+    from deberta_common import DebertaTokenizerFast
+
+    tokenizer = DebertaTokenizerFast.from_pretrained(os.path.join(os.path.dirname(__file__), "fixtures", "gpt2"))
+    examples = tokenizer(["an unbelievable story about tokenization", "short one"])["input_ids"]
+    for whole_word in (False, True):
+        batch = data.MaskedLMCollator(tokenizer, probability=0.5, whole_word=whole_word, seed=0)(examples)
+        assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+        assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()  # padding is never a target
+        assert (batch["labels"][:, 0] == -100).all()  # nor is [CLS]
+        assert (batch["labels"] != -100).any()
