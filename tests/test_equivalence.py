@@ -234,3 +234,39 @@ def test_weight_names_match_pytorch():
         config = make_config(variant)
         pt_names = set(pt_class(head)(config).state_dict()) - {"cls.predictions.decoder.weight"}
         assert set(tf_class(head)(config).pt_named_weights()) == pt_names, (variant, head)
+
+
+@pytest.mark.parametrize("variant,head", [(v, h) for v, h in ALL_CASES if h != "Model"])
+def test_gradients_match(pairs, variant, head):
+    """In training mode (dropout probabilities are 0 in these configs), the gradient of the loss with
+    respect to every weight agrees to 1e-4 of the largest gradient of that weight."""
+    pt_model, tf_model = pairs.pt_to_tf(variant, head)
+    inputs = batch_with_labels(head, pt_model.config)
+    pt_model.train()
+    pt_model.zero_grad()
+    try:
+        pt_model(**{k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}).loss.backward()
+        pt_grads = {n: p.grad for n, p in pt_model.named_parameters() if p.grad is not None}
+    finally:
+        pt_model.eval()
+    variables = tf_model.pt_named_weights()
+    names = list(variables)
+    with tf.GradientTape() as tape:
+        loss = tf_model(inputs, training=True)["loss"]
+    grads = dict(zip(names, tape.gradient(loss, [variables[n] for n in names])))
+    from deberta_common.weight_names import pt_to_tf
+
+    # Weights whose gradient is round-off around zero (e.g. a bias that a softmax cancels) are compared
+    # against a hundredth of the model's largest gradient instead of their own.
+    floor = 1e-2 * max(g.abs().max().item() for g in pt_grads.values())
+    checked = 0
+    for name, pt_grad in pt_grads.items():
+        tf_grad = grads[name]
+        tf_grad = np.zeros(pt_grad.shape, np.float32) if tf_grad is None else tf.convert_to_tensor(tf_grad).numpy()
+        if pt_to_tf(name)[1]:
+            tf_grad = tf_grad.T
+        expected = pt_grad.numpy()
+        scale = max(np.abs(expected).max(), floor)
+        np.testing.assert_allclose(tf_grad, expected, rtol=0, atol=1e-4 * scale, err_msg=f"{variant} {head} {name}")
+        checked += 1
+    assert checked == len(pt_grads) and checked > 10
