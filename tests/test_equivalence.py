@@ -128,8 +128,7 @@ def test_keras_weights_in_pytorch(pairs, variant, head):
     assert_outputs_close(run_pt(pt_model, inputs, **flags), run_tf(tf_model, inputs, **flags))
 
 
-@pytest.mark.parametrize("variant", ["relative", "embedding_projection", "token_types", "emd"])
-@pytest.mark.parametrize("head", ["Model", "ForMaskedLM"])
+@pytest.mark.parametrize("variant,head", ALL_CASES)
 def test_inputs_embeds(pairs, variant, head):
     pt_model, tf_model = pairs.pt_to_tf(variant, head)
     inputs = batch_with_labels(head, pt_model.config)
@@ -140,13 +139,14 @@ def test_inputs_embeds(pairs, variant, head):
     assert_outputs_close(run_pt(pt_model, inputs, **flags), run_tf(tf_model, inputs, **flags))
 
 
-@pytest.mark.parametrize("variant", ["absolute", "both_positions", "relative"])
-def test_position_ids(pairs, variant):
-    pt_model, tf_model = pairs.pt_to_tf(variant, "ForTokenClassification")
-    inputs = batch_with_labels("ForTokenClassification", pt_model.config)
+@pytest.mark.parametrize("variant,head", ALL_CASES)
+def test_position_ids(pairs, variant, head):
+    pt_model, tf_model = pairs.pt_to_tf(variant, head)
+    inputs = batch_with_labels(head, pt_model.config)
     rng = np.random.default_rng(3)
-    length = inputs["input_ids"].shape[1]
-    inputs["position_ids"] = np.stack([rng.permutation(length) + row for row in range(3)]).astype(np.int64)
+    *rows, length = inputs["input_ids"].shape
+    positions = np.stack([rng.permutation(length) + row for row in range(int(np.prod(rows)))])
+    inputs["position_ids"] = positions.reshape(*rows, length).astype(np.int64)
     flags = dict(output_attentions=True, output_hidden_states=True)
     assert_outputs_close(run_pt(pt_model, inputs, **flags), run_tf(tf_model, inputs, **flags))
 
@@ -164,15 +164,7 @@ def test_position_ids_in_the_enhanced_mask_decoder(pairs):
     assert np.abs(expected["logits"].numpy() - default["logits"].numpy()).max() > 1e-3  # they do matter
 
 
-@pytest.mark.parametrize("variant,head", [
-    ("relative", "ForMaskedLM"),
-    ("short_span", "ForQuestionAnswering"),
-    ("talking_head", "ForSequenceClassification"),
-    ("embedding_projection", "ForTokenClassification"),
-    ("emd", "ForMaskedLM"),
-    ("p2p", "ForTokenClassification"),
-    ("relative", "ForMultipleChoice"),
-])
+@pytest.mark.parametrize("variant,head", ALL_CASES)
 def test_xla_matches_pytorch(pairs, variant, head):
     pt_model, tf_model = pairs.pt_to_tf(variant, head)
     inputs = batch_with_labels(head, pt_model.config)
