@@ -164,3 +164,30 @@ def test_tensorflow_saved_model_reloads_and_matches(tmp_path, head):
             inputs = {k: tf.stack([v, v[::-1]], axis=1) for k, v in inputs.items()}
         expected = model(inputs, training=False)[field].numpy()
         np.testing.assert_allclose(serve(**inputs)[field].numpy(), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_keras_mixed_precision_on_long_inputs(tmp_path, policy):
+    import keras
+
+    import deberta_tf
+
+    config = make_config("relative", max_position_embeddings=512)
+    model = build("ForMaskedLM", config)
+    with torch.no_grad():  # large activations, as in the PyTorch test
+        model.deberta.embeddings.word_embeddings.weight.mul_(40)
+    model.save_pretrained(tmp_path)
+    batch = {k: v.numpy() for k, v in long_batch(config).items()}
+    reference = deberta_tf.TFDebertaForMaskedLM.from_pretrained(tmp_path)(batch, output_hidden_states=True)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        low = deberta_tf.TFDebertaForMaskedLM.from_pretrained(tmp_path)
+        out = low(batch, output_hidden_states=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    tolerance = TOLERANCE[torch.float16 if policy == "mixed_float16" else torch.bfloat16]
+    for ref, got in zip(reference.hidden_states + (reference.logits,), out.hidden_states + (out.logits,)):
+        got = np.asarray(got, dtype=np.float32)
+        assert np.isfinite(got).all()  # padded rows included
+        scale = float(np.abs(ref.numpy()).max())
+        assert np.abs(got - ref.numpy()).max() <= tolerance * max(scale, 1.0)
