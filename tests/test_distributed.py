@@ -52,10 +52,13 @@ def weights(folder):
     return {k: reader.numpy(k) for k in reader.keys()}
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+MODES = {"ddp": [], "fsdp": ["--fsdp"], "fsdp-checkpointing": ["--fsdp", "--gradient-checkpointing"]}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_two_processes_match_one(checkpoint, mode):
     single = weights(train(checkpoint, "single", 1))
-    multi_dir = train(checkpoint, mode, 2, *(["--fsdp"] if mode == "fsdp" else []))
+    multi_dir = train(checkpoint, mode, 2, *MODES[mode])
     multi = weights(multi_dir)
     assert sorted(single) == sorted(multi)
     start = weights(checkpoint / "model")
