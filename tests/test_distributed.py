@@ -72,3 +72,25 @@ def test_two_processes_match_one(checkpoint, mode):
     from conversion.convert import convert
 
     convert(str(multi_dir), str(checkpoint / f"{mode}-tf"), to="tf")
+
+
+def test_fsdp_keeps_the_masked_lm_embeddings_tied(tmp_path):
+    """Every rank's MLM loss has the same number of labelled tokens here, so the sharded step equals one
+    process on the whole batch; the decoder stays tied to the word embeddings through it."""
+    torch.manual_seed(0)
+    model = deberta_pt.DebertaForMaskedLM(make_config("relative"))
+    model.save_pretrained(tmp_path / "mlm")
+    script = os.path.join(REPO, "tests", "fsdp_mlm_step.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for launcher, out in (([sys.executable], "single"),
+                          ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], "fsdp")):
+        extra = ["--fsdp"] if out == "fsdp" else []
+        run = subprocess.run(launcher + [script, str(tmp_path / "mlm"), str(tmp_path / out)] + extra,
+                             capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+        assert run.returncode == 0, run.stdout + run.stderr
+    single, sharded = weights(tmp_path / "single"), weights(tmp_path / "fsdp")
+    assert "cls.predictions.decoder.weight" not in sharded  # saved once, under the embeddings' name
+    for name in single:
+        np.testing.assert_allclose(sharded[name], single[name], rtol=0, atol=1e-5, err_msg=name)
+    reloaded = deberta_pt.DebertaForMaskedLM.from_pretrained(tmp_path / "fsdp")
+    assert reloaded.cls.predictions.decoder.weight is reloaded.deberta.embeddings.word_embeddings.weight
