@@ -26,8 +26,6 @@ FORMATS = {"pt": ("safetensors", "bin"), "tf": ("h5",)}
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 # Largest |difference| allowed in verification, relative to the largest |output| (at least 1).
 TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
-ITEMSIZE = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2,
-            "int8": 1, "uint8": 1, "bool": 1}
 
 
 class ConversionError(RuntimeError):
@@ -125,7 +123,7 @@ def check_single_source(reader: CheckpointReader, full_compare_bytes: int = 2 * 
             except FileNotFoundError:
                 continue
     names = sorted(n for n in reader.keys() if not weight_names.IGNORED_PT_KEYS.search(n) and n not in weight_names.TIED_PT_KEYS)
-    total = sum(int(np.prod(reader.shape(n))) * ITEMSIZE.get(reader.dtype(n), 4) for n in names)
+    total = sum(int(np.prod(reader.shape(n))) * checkpoints.itemsize(reader.dtype(n)) for n in names)
     compared = names if total <= full_compare_bytes else names[:: max(1, len(names) // 8)]
     for other in others:
         theirs = sorted(n for n in other.keys() if not weight_names.IGNORED_PT_KEYS.search(n) and n not in weight_names.TIED_PT_KEYS)
@@ -159,7 +157,7 @@ def write_weights(
     def stored_size(name: str) -> int:
         stored = reader.dtype(name)
         target = dtype if dtype and stored in FLOAT_DTYPES else stored
-        return int(np.prod(reader.shape(name))) * ITEMSIZE[target]
+        return int(np.prod(reader.shape(name))) * checkpoints.itemsize(target)
 
     sizes = {name: stored_size(name) for name in plan.names}
     total = sum(sizes.values())

@@ -34,6 +34,12 @@ DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bf
                "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
+def itemsize(dtype: str) -> int:
+    """Bytes per element of a dtype name ('float32', 'bfloat16', ...)."""
+    tags = {v: k for k, v in DTYPE_NAMES.items()}
+    return np.dtype(_ST_TO_NP[tags[dtype]]).itemsize
+
+
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message names the file and, where it applies, the key."""
 
