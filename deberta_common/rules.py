@@ -39,6 +39,25 @@ def relative_span(query_size: int, key_size: int, max_relative_positions: int) -
     return min(max(query_size, key_size), max_relative_positions)
 
 
+# Queries (c2p) or keys (p2c) per block of relative-position scores. A block of n reads n + L of the 2L
+# position rows, not all of them, and its scores stay small enough to be shifted while still in cache.
+RELATIVE_BLOCK = 256
+
+
+def relative_windows(length, block: int = RELATIVE_BLOCK) -> list[tuple]:
+    """(start, stop, row_start, row_stop) per block of a length-L sequence's queries (c2p) or keys (p2c), with
+    the window of the 2L relative-position rows that block reads: (n, n + L) scores whose diagonal band holds
+    each of the block's L distances.
+
+    A length known only when the model runs (a TensorFlow tensor, a symbolic size under torch.export or a
+    dynamic torch.compile) gets one block of all 2L rows, so that the graph holds for every length.
+    """
+    if not isinstance(length, int):
+        return [(0, length, 0, 2 * length)]
+    return [(start, min(start + block, length), length - min(start + block, length), 2 * length - start)
+            for start in range(0, length, block)]
+
+
 def fit_config_to_weights(config, names) -> None:
     """Settle what config.json leaves open from the checkpoint's weight names.
 

@@ -62,26 +62,38 @@ def build_relative_position(length: int, span: int, max_relative_positions: int,
 
     Distance i - j uses row clamp(i - j + span, 0, 2*span - 1) + R - span (the original DeBERTa rule, R =
     max_relative_positions). Laying the rows out for every distance a length-L sequence has lets
-    `relative_shift` turn (L, 2L) position scores into (L, L) with a reshape instead of a gather.
+    `relative_band` turn position scores into (L, L) with a reshape instead of a gather.
     Built once per forward and shared by every layer, batch row and head.
     """
     distance = torch.arange(2 * length, device=device) - length
     return (distance + span).clamp(0, 2 * span - 1) + (max_relative_positions - span)
 
 
-def relative_shift(scores: torch.Tensor, transposed: bool) -> torch.Tensor:
-    """(B, H, L, 2L) scores against relative positions -> (B, H, L, L), without a gather.
+def relative_band(scores: torch.Tensor, length: int, transposed: bool) -> torch.Tensor:
+    """(..., n, n + L) scores of a block of n queries (c2p) or keys (p2c) against its window of relative
+    positions (`rules.relative_windows`) -> (..., n, L) scores against the keys, or (..., L, n) against the
+    queries when transposed; without a gather.
 
-    transposed=False (c2p, position rows reversed): out[i, j] = scores[i, L - 1 - i + j].
-    transposed=True (p2c): out[i, j] = scores[j, L + i - j].
-    Both pick a band of the row-major (L * 2L) buffer: element (a, b) of a (L, 2L - 1) window that
-    starts at `offset` is scores.flat[offset + a * (2L - 1) + b].
+    transposed=False (c2p, position rows reversed): out[a, j] = scores[a, n - 1 - a + j].
+    transposed=True (p2c): out[i, b] = scores[b, n + i - b].
+    Both pick a band of the row-major (n * (n + L)) buffer: element (a, j) of an (n, n + L - 1) view that
+    starts at `offset` is scores.flat[offset + a * (n + L - 1) + j].
     """
-    *batch, length, width = scores.shape
-    offset = length if transposed else length - 1
-    flat = scores.reshape(*batch, length * width)[..., offset : offset + length * (width - 1)]
-    band = flat.reshape(*batch, length, width - 1)[..., :length]
+    *batch, rows, width = scores.shape
+    offset = rows if transposed else rows - 1
+    flat = scores.reshape(*batch, rows * width)[..., offset : offset + rows * (width - 1)]
+    band = flat.reshape(*batch, rows, width - 1)[..., :length]
     return band.transpose(-1, -2) if transposed else band
+
+
+def position_scores(content: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(B, H, n, d) queries or keys x (H, w, d) position keys or queries -> (B, H, n, w) dot products.
+
+    One (H, B n, d) @ (H, d, w) product: broadcasting the positions over the batch would copy them B times.
+    """
+    batch, heads, rows, _ = content.shape
+    flat = content.transpose(0, 1).reshape(heads, batch * rows, -1)
+    return (flat @ positions.transpose(-1, -2)).view(heads, batch, rows, -1).transpose(0, 1)
 
 
 def check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
@@ -169,6 +181,7 @@ class DisentangledSelfAttention(nn.Module):
         self.relative_attention = config.relative_attention
         self.talking_head = config.talking_head
         self.attn_implementation = getattr(config, "attn_implementation", "sdpa")
+        self.relative_block = rules.RELATIVE_BLOCK
         if self.talking_head:
             self.head_logits_proj = nn.Linear(config.num_attention_heads, config.num_attention_heads, bias=False)
             self.head_weights_proj = nn.Linear(config.num_attention_heads, config.num_attention_heads, bias=False)
@@ -255,24 +268,38 @@ class DisentangledSelfAttention(nn.Module):
         """c2p[i, j] = q_i . Kr[i - j], p2c[i, j] = k_j . Qr[i - j] and p2p[i, j] = Qr[i] . Kr[i - j], where
         Kr / Qr are the position keys / queries of the `rel_embeddings` row of a distance: (B, H, L, L).
 
-        query_layer is already divided by the scale; the position queries are divided by it here.
+        query_layer is already divided by the scale; the position queries are divided by it here. c2p is built
+        per block of queries and p2c per block of keys (`rules.relative_windows`) into one buffer.
         """
-        score = 0
         length = query_layer.shape[-2]
         if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
-            # rows reversed, so that relative_shift reads each query's distances as one contiguous band
-            pos_key_layer = self.transpose_for_scores(self.pos_proj(rel_embeddings.flip(0))[None])
+            # rows reversed, so that each query's distances form one band of its scores
+            pos_key_layer = self.transpose_for_scores(self.pos_proj(rel_embeddings.flip(0))[None])[0]
         if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
-            pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])
+            pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])[0]
             pos_query_layer = pos_query_layer / math.sqrt(pos_query_layer.shape[-1] * self.scale_factor)
+        score = None
         if "c2p" in self.pos_att_type:
-            score = score + relative_shift(query_layer @ pos_key_layer.transpose(-1, -2), transposed=False)
+            for start, stop, lo, hi in rules.relative_windows(length, self.relative_block):
+                block = position_scores(query_layer[:, :, start:stop], pos_key_layer[:, lo:hi])
+                block = relative_band(block, length, transposed=False)
+                if score is None:
+                    # the dtype of the products, which autocast may lower
+                    score = block.new_empty(*query_layer.shape[:-2], length, length)
+                score[:, :, start:stop] = block
         if "p2c" in self.pos_att_type:
-            score = score + relative_shift(key_layer @ pos_query_layer.transpose(-1, -2), transposed=True)
+            for start, stop, lo, hi in rules.relative_windows(length, self.relative_block):
+                block = position_scores(key_layer[:, :, start:stop], pos_query_layer[:, lo:hi])
+                block = relative_band(block, length, transposed=True)
+                if score is None:
+                    score = block.new_zeros(*key_layer.shape[:-2], length, length)
+                score[:, :, :, start:stop] += block
         if "p2p" in self.pos_att_type:
             # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
-            p2p_att = pos_query_layer[:, :, length:] @ pos_key_layer.transpose(-1, -2)
-            score = score + relative_shift(p2p_att, transposed=False)
+            p2p_att = relative_band(pos_query_layer[:, length:] @ pos_key_layer.transpose(-1, -2), length, False)
+            if score is None:
+                score = p2p_att.new_zeros(*query_layer.shape[:-2], length, length)
+            score += p2p_att
         return score
 
 

@@ -61,27 +61,37 @@ def build_relative_position(length, span, max_relative_positions: int) -> tf.Ten
 
     Distance i - j uses row clamp(i - j + span, 0, 2*span - 1) + R - span (the original DeBERTa rule, R =
     max_relative_positions). Laying the rows out for every distance a length-L sequence has lets
-    `relative_shift` turn (L, 2L) position scores into (L, L) with a reshape instead of a gather.
+    `relative_band` turn position scores into (L, L) with a reshape instead of a gather.
     Built once per forward and shared by every layer, batch row and head. length and span may be tensors.
     """
     distance = tf.range(2 * length) - length
     return tf.clip_by_value(distance + span, 0, 2 * span - 1) + (max_relative_positions - span)
 
 
-def relative_shift(scores: tf.Tensor, transposed: bool) -> tf.Tensor:
-    """(B, H, L, 2L) scores against relative positions -> (B, H, L, L), without a gather.
+def relative_band(scores: tf.Tensor, length, transposed: bool) -> tf.Tensor:
+    """(..., n, n + L) scores of a block of n queries (c2p) or keys (p2c) against its window of relative
+    positions (`rules.relative_windows`) -> (..., n, L) scores against the keys, or (..., L, n) against the
+    queries when transposed; without a gather.
 
-    transposed=False (c2p, position rows reversed): out[i, j] = scores[i, L - 1 - i + j].
-    transposed=True (p2c): out[i, j] = scores[j, L + i - j].
-    Both pick a band of the row-major (L * 2L) buffer: element (a, b) of a (L, 2L - 1) window that
-    starts at `offset` is scores.flat[offset + a * (2L - 1) + b]. Reshapes and slices only, which XLA
+    transposed=False (c2p, position rows reversed): out[a, j] = scores[a, n - 1 - a + j].
+    transposed=True (p2c): out[i, b] = scores[b, n + i - b].
+    Both pick a band of the row-major (n * (n + L)) buffer: element (a, j) of an (n, n + L - 1) view that
+    starts at `offset` is scores.flat[offset + a * (n + L - 1) + j]. Reshapes and slices only, which XLA
     compiles with the offsets as constants.
     """
-    *batch, length, width = shape_list(scores)
-    offset = length if transposed else length - 1
-    flat = tf.reshape(scores, [*batch, length * width])[..., offset : offset + length * (width - 1)]
-    band = tf.reshape(flat, [*batch, length, width - 1])[..., :length]
+    *batch, rows, width = shape_list(scores)
+    offset = rows if transposed else rows - 1
+    flat = tf.reshape(scores, [*batch, rows * width])[..., offset : offset + rows * (width - 1)]
+    band = tf.reshape(flat, [*batch, rows, width - 1])[..., :length]
     return tf.linalg.matrix_transpose(band) if transposed else band
+
+
+def position_scores(content: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
+    """(B, H, n, d) queries or keys x (H, w, d) position keys or queries -> (B, H, n, w) dot products.
+
+    A batch matmul that broadcasts the positions over the batch (in TensorFlow without copying them).
+    """
+    return tf.matmul(content, positions[None], transpose_b=True)
 
 
 def check_ids(ids: tf.Tensor, limit: int, name: str) -> tf.Tensor:
@@ -213,6 +223,7 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         self.scale_factor = config.scale_factor
         self.relative_attention = config.relative_attention
         self.talking_head = config.talking_head
+        self.relative_block = rules.RELATIVE_BLOCK
         if self.talking_head:
             self.head_logits_proj = self.make_dense(config.num_attention_heads, "head_logits_proj", use_bias=False)
             self.head_weights_proj = self.make_dense(config.num_attention_heads, "head_weights_proj", use_bias=False)
@@ -303,24 +314,34 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         """c2p[i, j] = q_i . Kr[i - j], p2c[i, j] = k_j . Qr[i - j] and p2p[i, j] = Qr[i] . Kr[i - j], where
         Kr / Qr are the position keys / queries of the `rel_embeddings` row of a distance: (B, H, L, L).
 
-        query_layer is already divided by the scale; the position queries are divided by it here.
+        query_layer is already divided by the scale; the position queries are divided by it here. c2p is built
+        per block of queries and p2c per block of keys (`rules.relative_windows`), then concatenated.
         """
         score = 0
         length = shape_list(query_layer)[-2]
+        windows = rules.relative_windows(length, self.relative_block)
         if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
-            # rows reversed, so that relative_shift reads each query's distances as one contiguous band
-            pos_key_layer = self.transpose_for_scores(self.pos_proj(tf.reverse(rel_embeddings, [0]))[None])
+            # rows reversed, so that each query's distances form one band of its scores
+            pos_key_layer = self.transpose_for_scores(self.pos_proj(tf.reverse(rel_embeddings, [0]))[None])[0]
         if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
-            pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])
+            pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])[0]
             pos_query_layer = pos_query_layer / math.sqrt(self.attention_head_size * self.scale_factor)
         if "c2p" in self.pos_att_type:
-            score = score + relative_shift(tf.matmul(query_layer, pos_key_layer, transpose_b=True), transposed=False)
+            blocks = [
+                relative_band(position_scores(query_layer[:, :, start:stop], pos_key_layer[:, lo:hi]), length, False)
+                for start, stop, lo, hi in windows
+            ]
+            score = score + (tf.concat(blocks, axis=-2) if len(blocks) > 1 else blocks[0])
         if "p2c" in self.pos_att_type:
-            score = score + relative_shift(tf.matmul(key_layer, pos_query_layer, transpose_b=True), transposed=True)
+            blocks = [
+                relative_band(position_scores(key_layer[:, :, start:stop], pos_query_layer[:, lo:hi]), length, True)
+                for start, stop, lo, hi in windows
+            ]
+            score = score + (tf.concat(blocks, axis=-1) if len(blocks) > 1 else blocks[0])
         if "p2p" in self.pos_att_type:
             # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
-            p2p_att = tf.matmul(pos_query_layer[:, :, length:], pos_key_layer, transpose_b=True)
-            score = score + relative_shift(p2p_att, transposed=False)
+            p2p_att = tf.matmul(pos_query_layer[:, length:], pos_key_layer, transpose_b=True)
+            score = score + relative_band(p2p_att, length, False)
         return score
 
 

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 import torch
 
+import deberta_common.rules
 import deberta_pt
 import deberta_tf
 from variants import HEADS, VARIANTS, make_batch, make_config, make_labels
@@ -171,6 +172,32 @@ def test_xla_matches_pytorch(pairs, variant, head):
     flags = dict(output_attentions=True, output_hidden_states=True)
     compiled = tf.function(lambda batch: tf_model(batch, **flags), jit_compile=True)
     assert_outputs_close(run_pt(pt_model, inputs, **flags), dict(compiled(inputs)))
+
+
+def set_relative_block(pt_model, tf_model, block: int) -> None:
+    for module in pt_model.modules():
+        if isinstance(module, deberta_pt.modeling.DisentangledSelfAttention):
+            module.relative_block = block
+    for layer in tf_model._flatten_layers():
+        if isinstance(layer, deberta_tf.modeling.TFDisentangledSelfAttention):
+            layer.relative_block = block
+
+
+@pytest.mark.parametrize("variant", ["relative", "c2p", "p2c", "p2p", "emd"])
+def test_position_scores_in_blocks(pairs, variant):
+    """Blocks of 3 queries / keys (11 = 3 + 3 + 3 + 2) give what one block gives, in both backends, with XLA."""
+    pt_model, tf_model = pairs.pt_to_tf(variant, "ForMaskedLM")
+    inputs = batch_with_labels("ForMaskedLM", pt_model.config)
+    expected = run_pt(pt_model, inputs, output_hidden_states=True)
+    try:
+        set_relative_block(pt_model, tf_model, 3)
+        blocked = run_pt(pt_model, inputs, output_hidden_states=True)
+        assert_outputs_close(expected, blocked)
+        assert_outputs_close(expected, run_tf(tf_model, inputs, output_hidden_states=True))
+        compiled = tf.function(lambda batch: tf_model(batch, output_hidden_states=True), jit_compile=True)
+        assert_outputs_close(expected, dict(compiled(inputs)))
+    finally:
+        set_relative_block(pt_model, tf_model, deberta_common.rules.RELATIVE_BLOCK)
 
 
 @pytest.mark.parametrize("problem", [

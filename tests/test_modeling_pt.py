@@ -112,21 +112,24 @@ def test_relative_rows_follow_the_original_clamping():
     assert rows.tolist() == [10 + d for d in range(-4, 4)]
 
 
-def test_relative_shift_equals_a_gather():
+@pytest.mark.parametrize("rows", [1, 4, 6])
+def test_relative_band_equals_a_gather(rows):
     length = 6
-    scores = torch.randn(2, 3, length, 2 * length)
-    i, j = torch.meshgrid(torch.arange(length), torch.arange(length), indexing="ij")
-    shifted = deberta_pt.modeling.relative_shift(scores, transposed=False)
-    assert torch.equal(shifted, scores[:, :, i, length - 1 - i + j])
-    shifted = deberta_pt.modeling.relative_shift(scores, transposed=True)
-    assert torch.equal(shifted, scores[:, :, j, length + i - j])
+    scores = torch.randn(2, 3, rows, rows + length)
+    a, j = torch.meshgrid(torch.arange(rows), torch.arange(length), indexing="ij")
+    band = deberta_pt.modeling.relative_band(scores, length, transposed=False)
+    assert torch.equal(band, scores[:, :, a, rows - 1 - a + j])
+    band = deberta_pt.modeling.relative_band(scores, length, transposed=True)
+    assert torch.equal(band, scores[:, :, a, rows + j - a].transpose(-1, -2))
 
 
-def test_attention_against_a_direct_computation():
+@pytest.mark.parametrize("block", [256, 2, 3])  # one block; blocks of 2 and 3 positions (uneven last block)
+def test_attention_against_a_direct_computation(block):
     """One relative-attention layer written out from the formulas, score by score."""
     config = make_config("relative", num_hidden_layers=1, max_relative_positions=3)
     model = build("Model", config, std=0.1)
     att = model.encoder.layer[0].attention.self
+    att.relative_block = block
     x = torch.randn(1, 5, config.hidden_size)
     H, d = config.num_attention_heads, config.hidden_size // config.num_attention_heads
     w = att.in_proj.weight.view(H, 3 * d, config.hidden_size)  # per-head interleaved q, k, v rows
