@@ -30,8 +30,10 @@ BASE_SHAPE = dict(
     max_position_embeddings=512, relative_attention=True, position_biased_input=False, pos_att_type="c2p|p2c",
     max_relative_positions=-1, type_vocab_size=0,
 )
-# The reference runs first in each row group so that ours can be printed with the ratio to it.
-IMPLS = ("ref-pt", "ref-pt-compile", "ref-tf-graph", "ref-tf-xla",
+# The reference runs first in each row group so that ours can be printed with the ratio to it. "bound-pt" is
+# not a model: only the per-token matrix multiplications every implementation must run (in_proj, attention
+# output, feed-forward), on the same BLAS: no exact forward can beat its tokens/s.
+IMPLS = ("bound-pt", "ref-pt", "ref-pt-compile", "ref-tf-graph", "ref-tf-xla",
          "ours-pt", "ours-pt-compile", "ours-tf-graph", "ours-tf-xla")
 
 
@@ -110,6 +112,40 @@ def run_pt(impl: str, folder: str, batch: int, length: int, mode: str, device: s
     return times, peak
 
 
+def run_bound(impl: str, folder: str, batch: int, length: int, mode: str, device: str, dtype: str, repeats: int):
+    """The dense layers of every layer of the encoder at this shape, and nothing else (inference only)."""
+    import torch
+
+    if mode != "infer":
+        raise SystemExit("bound-pt measures inference only")
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    hidden, inner = BASE_SHAPE["hidden_size"], BASE_SHAPE["intermediate_size"]
+    kind = dict(device=device, dtype=getattr(torch, dtype))
+    layers = [(torch.randn(3 * hidden, hidden, **kind), torch.randn(hidden, hidden, **kind),
+               torch.randn(inner, hidden, **kind), torch.randn(hidden, inner, **kind))
+              for _ in range(BASE_SHAPE["num_hidden_layers"])]
+    x = torch.randn(batch * length, hidden, **kind)
+
+    def step():
+        with torch.inference_mode():
+            for qkv, out, up, down in layers:
+                torch.mm(x, qkv.T)
+                torch.mm(x, out.T)
+                torch.mm(torch.mm(x, up.T), down.T)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times, 0
+
+
 def run_tf(impl: str, folder: str, batch: int, length: int, mode: str, device: str, dtype: str, repeats: int):
     import numpy as np
     import tensorflow as tf
@@ -169,7 +205,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.impl.startswith("ref-tf"):
         os.environ["TF_USE_LEGACY_KERAS"] = "1"  # the reference's TensorFlow models need Keras 2 (tf-keras)
     batch, length = (int(x) for x in args.shape.split("x"))
-    runner = run_pt if "-pt" in args.impl else run_tf
+    runner = run_bound if args.impl == "bound-pt" else run_pt if "-pt" in args.impl else run_tf
     times, peak = runner(args.impl, args.folder, batch, length, args.mode, args.device, args.dtype, args.repeats)
     print(json.dumps({"tokens_per_s": batch * length / statistics.median(times), "peak_bytes": peak}))
 
@@ -181,7 +217,7 @@ def available(impl: str) -> bool:
 
         return find_spec(name) is not None
 
-    needs = {"ours-pt": ["torch"], "ours-tf": ["tensorflow"], "ref-pt": ["torch", "transformers"],
+    needs = {"bound-pt": ["torch"], "ours-pt": ["torch"], "ours-tf": ["tensorflow"], "ref-pt": ["torch", "transformers"],
              "ref-tf": ["tensorflow", "transformers", "tf_keras"]}
     key = "-".join(impl.split("-")[:2])
     return all(importable(n) for n in needs[key])
@@ -232,6 +268,8 @@ def main() -> None:
         for shape in shapes:
             results = {}
             for impl in impls:
+                if impl == "bound-pt" and mode != "infer":
+                    continue
                 cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--shape", shape, "--folder", folder,
                        "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats)]
                 env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
@@ -254,9 +292,9 @@ def main() -> None:
                     line = f"| {mode} | {impl} | {shape} | fails: {result['error']} | | | |"
                 print(line, flush=True)
                 rows.append({"mode": mode, "impl": impl, "shape": shape, **result})
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+                if args.json:  # after every row, so that an interrupted sweep keeps what it measured
+                    with open(args.json, "w") as fh:
+                        json.dump(rows, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 python3 -m venv benchmarks/.venv-ref
 benchmarks/.venv-ref/bin/pip install --upgrade pip
 benchmarks/.venv-ref/bin/pip install torch==2.13.0
-benchmarks/.venv-ref/bin/pip install tensorflow==2.21.0 "tf-keras~=2.21.0" transformers==4.57.6
+benchmarks/.venv-ref/bin/pip install tensorflow==2.21.0 "tf-keras~=2.21.0" transformers==4.57.6 matplotlib
 benchmarks/.venv-ref/bin/pip install -e .
 echo "now: benchmarks/.venv-ref/bin/python benchmarks/bench.py"
