@@ -34,6 +34,11 @@ def main(checkpoint: str, output: str, fsdp: bool) -> None:
     model.save_pretrained(output)
     if distributed:
         dist.destroy_process_group()
+        # Now and then a gloo thread still running at interpreter teardown aborts the process ("terminate
+        # called without an active exception") after the work is done and saved; skip that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
