@@ -40,22 +40,34 @@ def relative_span(query_size: int, key_size: int, max_relative_positions: int) -
 
 
 # Queries (c2p) or keys (p2c) per block of relative-position scores. A block of n reads n + L of the 2L
-# position rows, not all of them, and its scores stay small enough to be shifted while still in cache.
+# position rows at most, not all of them, and its scores stay small enough to be shifted while still in cache.
 RELATIVE_BLOCK = 256
 
 
-def relative_windows(length, block: int = RELATIVE_BLOCK) -> list[tuple]:
-    """(start, stop, row_start, row_stop) per block of a length-L sequence's queries (c2p) or keys (p2c), with
-    the window of the 2L relative-position rows that block reads: (n, n + L) scores whose diagonal band holds
-    each of the block's L distances.
+def relative_windows(length, max_relative_positions: int, transposed: bool, block: int = RELATIVE_BLOCK) -> list:
+    """(start, stop, inner_start, inner_stop, row_start, row_stop) per block of a length-L sequence's queries
+    (c2p) or, transposed, keys (p2c).
 
-    A length known only when the model runs (a TensorFlow tensor, a symbolic size under torch.export or a
-    dynamic torch.compile) gets one block of all 2L rows, so that the graph holds for every length.
+    inner: the keys (c2p) or queries (p2c) within the span of some member of the block. Distances
+    d = i - j >= span - 1 all read the last position row and d <= -span the first (the original clamping), so
+    outside `inner` a block's scores are one value per query (key), taken from row 0 or 2L - 1 of the table.
+    rows: the window of the 2L rows that the inner scores read: (n, n + inner) scores whose diagonal band
+    holds them. A length known only when the model runs (a TensorFlow tensor, a symbolic size under
+    torch.export or a dynamic torch.compile) gets one block of all 2L rows, so that the graph holds for every
+    length.
     """
     if not isinstance(length, int):
-        return [(0, length, 0, 2 * length)]
-    return [(start, min(start + block, length), length - min(start + block, length), 2 * length - start)
-            for start in range(0, length, block)]
+        return [(0, length, 0, length, 0, 2 * length)]
+    span = relative_span(length, length, max_relative_positions)
+    windows = []
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        if transposed:  # queries i with i - j <= -span for every key j of the block, or >= span - 1
+            inner = (max(start - span + 1, 0), min(stop + span - 2, length))
+        else:  # keys j with i - j >= span - 1 for every query i of the block, or <= -span
+            inner = (max(start - span + 2, 0), min(stop + span - 1, length))
+        windows.append((start, stop, *inner, length - stop + inner[0], length - start + inner[1]))
+    return windows
 
 
 def fit_config_to_weights(config, names) -> None:

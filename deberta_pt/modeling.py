@@ -182,6 +182,7 @@ class DisentangledSelfAttention(nn.Module):
         self.talking_head = config.talking_head
         self.attn_implementation = getattr(config, "attn_implementation", "sdpa")
         self.relative_block = rules.RELATIVE_BLOCK
+        self.max_relative_positions = config.attention_span
         if self.talking_head:
             self.head_logits_proj = nn.Linear(config.num_attention_heads, config.num_attention_heads, bias=False)
             self.head_weights_proj = nn.Linear(config.num_attention_heads, config.num_attention_heads, bias=False)
@@ -280,20 +281,34 @@ class DisentangledSelfAttention(nn.Module):
             pos_query_layer = pos_query_layer / math.sqrt(pos_query_layer.shape[-1] * self.scale_factor)
         score = None
         if "c2p" in self.pos_att_type:
-            for start, stop, lo, hi in rules.relative_windows(length, self.relative_block):
-                block = position_scores(query_layer[:, :, start:stop], pos_key_layer[:, lo:hi])
-                block = relative_band(block, length, transposed=False)
+            windows = rules.relative_windows(length, self.max_relative_positions, False, self.relative_block)
+            for start, stop, inner_start, inner_stop, lo, hi in windows:
+                queries = query_layer[:, :, start:stop]
+                block = position_scores(queries, pos_key_layer[:, lo:hi])
+                block = relative_band(block, inner_stop - inner_start, transposed=False)
                 if score is None:
                     # the dtype of the products, which autocast may lower
                     score = block.new_empty(*query_layer.shape[:-2], length, length)
-                score[:, :, start:stop] = block
+                score[:, :, start:stop, inner_start:inner_stop] = block
+                if inner_start > 0:  # keys at distance >= span - 1 from every query of the block
+                    score[:, :, start:stop, :inner_start] = position_scores(queries, pos_key_layer[:, :1])
+                if inner_stop < length:  # keys at distance <= -span
+                    score[:, :, start:stop, inner_stop:] = position_scores(queries, pos_key_layer[:, -1:])
         if "p2c" in self.pos_att_type:
-            for start, stop, lo, hi in rules.relative_windows(length, self.relative_block):
-                block = position_scores(key_layer[:, :, start:stop], pos_query_layer[:, lo:hi])
-                block = relative_band(block, length, transposed=True)
+            windows = rules.relative_windows(length, self.max_relative_positions, True, self.relative_block)
+            for start, stop, inner_start, inner_stop, lo, hi in windows:
+                keys = key_layer[:, :, start:stop]
+                block = position_scores(keys, pos_query_layer[:, lo:hi])
+                block = relative_band(block, inner_stop - inner_start, transposed=True)
                 if score is None:
                     score = block.new_zeros(*key_layer.shape[:-2], length, length)
-                score[:, :, :, start:stop] += block
+                score[:, :, inner_start:inner_stop, start:stop] += block
+                if inner_start > 0:  # queries at distance <= -span from every key of the block
+                    far = position_scores(keys, pos_query_layer[:, :1])
+                    score[:, :, :inner_start, start:stop] += far.transpose(-1, -2)
+                if inner_stop < length:  # queries at distance >= span - 1
+                    far = position_scores(keys, pos_query_layer[:, -1:])
+                    score[:, :, inner_stop:, start:stop] += far.transpose(-1, -2)
         if "p2p" in self.pos_att_type:
             # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
             p2p_att = relative_band(pos_query_layer[:, length:] @ pos_key_layer.transpose(-1, -2), length, False)

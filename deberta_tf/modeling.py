@@ -94,6 +94,15 @@ def position_scores(content: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
     return tf.matmul(content, positions[None], transpose_b=True)
 
 
+def repeat_last(scores: tf.Tensor, count) -> tf.Tensor:
+    """(..., n, 1) -> (..., n, count): one score for every position beyond the span."""
+    return tf.broadcast_to(scores, [*shape_list(scores)[:-1], count])
+
+
+def concat(parts: list, axis: int) -> tf.Tensor:
+    return tf.concat(parts, axis=axis) if len(parts) > 1 else parts[0]
+
+
 def check_ids(ids: tf.Tensor, limit: int, name: str) -> tf.Tensor:
     """`ids`, after checking that they lie in [0, limit): an embedding gather would fail or, on GPU,
     silently return zeros. Eagerly a ValueError naming `name`; in a graph, asserts that run before the
@@ -224,6 +233,7 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         self.relative_attention = config.relative_attention
         self.talking_head = config.talking_head
         self.relative_block = rules.RELATIVE_BLOCK
+        self.max_relative_positions = config.attention_span
         if self.talking_head:
             self.head_logits_proj = self.make_dense(config.num_attention_heads, "head_logits_proj", use_bias=False)
             self.head_weights_proj = self.make_dense(config.num_attention_heads, "head_weights_proj", use_bias=False)
@@ -319,7 +329,7 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         """
         score = 0
         length = shape_list(query_layer)[-2]
-        windows = rules.relative_windows(length, self.relative_block)
+        static = isinstance(length, int)
         if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
             # rows reversed, so that each query's distances form one band of its scores
             pos_key_layer = self.transpose_for_scores(self.pos_proj(tf.reverse(rel_embeddings, [0]))[None])[0]
@@ -327,17 +337,33 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])[0]
             pos_query_layer = pos_query_layer / math.sqrt(self.attention_head_size * self.scale_factor)
         if "c2p" in self.pos_att_type:
-            blocks = [
-                relative_band(position_scores(query_layer[:, :, start:stop], pos_key_layer[:, lo:hi]), length, False)
-                for start, stop, lo, hi in windows
-            ]
-            score = score + (tf.concat(blocks, axis=-2) if len(blocks) > 1 else blocks[0])
+            rows = []
+            windows = rules.relative_windows(length, self.max_relative_positions, False, self.relative_block)
+            for start, stop, inner_start, inner_stop, lo, hi in windows:
+                queries = query_layer[:, :, start:stop]
+                block = position_scores(queries, pos_key_layer[:, lo:hi])
+                parts = [relative_band(block, inner_stop - inner_start, transposed=False)]
+                if inner_start > 0:  # keys at distance >= span - 1 from every query of the block
+                    parts.insert(0, repeat_last(position_scores(queries, pos_key_layer[:, :1]), inner_start))
+                if static and inner_stop < length:  # keys at distance <= -span
+                    parts.append(repeat_last(position_scores(queries, pos_key_layer[:, -1:]), length - inner_stop))
+                rows.append(concat(parts, axis=-1))
+            score = score + concat(rows, axis=-2)
         if "p2c" in self.pos_att_type:
-            blocks = [
-                relative_band(position_scores(key_layer[:, :, start:stop], pos_query_layer[:, lo:hi]), length, True)
-                for start, stop, lo, hi in windows
-            ]
-            score = score + (tf.concat(blocks, axis=-1) if len(blocks) > 1 else blocks[0])
+            columns = []
+            windows = rules.relative_windows(length, self.max_relative_positions, True, self.relative_block)
+            for start, stop, inner_start, inner_stop, lo, hi in windows:
+                keys = key_layer[:, :, start:stop]
+                block = position_scores(keys, pos_query_layer[:, lo:hi])
+                parts = [relative_band(block, inner_stop - inner_start, transposed=True)]
+                if inner_start > 0:  # queries at distance <= -span from every key of the block
+                    far = repeat_last(position_scores(keys, pos_query_layer[:, :1]), inner_start)
+                    parts.insert(0, tf.linalg.matrix_transpose(far))
+                if static and inner_stop < length:  # queries at distance >= span - 1
+                    far = repeat_last(position_scores(keys, pos_query_layer[:, -1:]), length - inner_stop)
+                    parts.append(tf.linalg.matrix_transpose(far))
+                columns.append(concat(parts, axis=-2))
+            score = score + concat(columns, axis=-1)
         if "p2p" in self.pos_att_type:
             # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
             p2p_att = tf.matmul(pos_query_layer[:, length:], pos_key_layer, transpose_b=True)

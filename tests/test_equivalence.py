@@ -183,7 +183,7 @@ def set_relative_block(pt_model, tf_model, block: int) -> None:
             layer.relative_block = block
 
 
-@pytest.mark.parametrize("variant", ["relative", "c2p", "p2c", "p2p", "emd"])
+@pytest.mark.parametrize("variant", ["relative", "short_span", "c2p", "p2c", "p2p", "emd"])
 def test_position_scores_in_blocks(pairs, variant):
     """Blocks of 3 queries / keys (11 = 3 + 3 + 3 + 2) give what one block gives, in both backends, with XLA."""
     pt_model, tf_model = pairs.pt_to_tf(variant, "ForMaskedLM")
