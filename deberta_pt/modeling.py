@@ -70,14 +70,14 @@ def build_relative_position(length: int, span: int, max_relative_positions: int,
 
 
 def relative_band(scores: torch.Tensor, length: int, transposed: bool) -> torch.Tensor:
-    """(..., n, n + L) scores of a block of n queries (c2p) or keys (p2c) against its window of relative
-    positions (`rules.relative_windows`) -> (..., n, L) scores against the keys, or (..., L, n) against the
-    queries when transposed; without a gather.
+    """(..., n, n + m) scores of a block of n queries (c2p) or keys (p2c) against its window of relative
+    positions (`rules.relative_windows`) -> (..., n, m) scores against the m = `length` keys the window covers,
+    or (..., m, n) against the queries when transposed; without a gather.
 
     transposed=False (c2p, position rows reversed): out[a, j] = scores[a, n - 1 - a + j].
     transposed=True (p2c): out[i, b] = scores[b, n + i - b].
-    Both pick a band of the row-major (n * (n + L)) buffer: element (a, j) of an (n, n + L - 1) view that
-    starts at `offset` is scores.flat[offset + a * (n + L - 1) + j].
+    Both pick a band of the row-major (n * (n + m)) buffer: element (a, j) of an (n, n + m - 1) view that
+    starts at `offset` is scores.flat[offset + a * (n + m - 1) + j].
     """
     *batch, rows, width = scores.shape
     offset = rows if transposed else rows - 1
@@ -94,6 +94,13 @@ def position_scores(content: torch.Tensor, positions: torch.Tensor) -> torch.Ten
     batch, heads, rows, _ = content.shape
     flat = content.transpose(0, 1).reshape(heads, batch * rows, -1)
     return (flat @ positions.transpose(-1, -2)).view(heads, batch, rows, -1).transpose(0, 1)
+
+
+def beyond_span(content: torch.Tensor, row: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """(B, H, n, d) x (H, 1, d) -> (B, H, n, 1), or (B, H, 1, n) when transposed: the one score a query (key)
+    of the block has against every position beyond the span, to broadcast."""
+    scores = position_scores(content, row)
+    return scores.transpose(-1, -2) if transposed else scores
 
 
 def check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
@@ -281,40 +288,47 @@ class DisentangledSelfAttention(nn.Module):
             pos_query_layer = pos_query_layer / math.sqrt(pos_query_layer.shape[-1] * self.scale_factor)
         score = None
         if "c2p" in self.pos_att_type:
-            windows = rules.relative_windows(length, self.max_relative_positions, False, self.relative_block)
-            for start, stop, inner_start, inner_stop, lo, hi in windows:
-                queries = query_layer[:, :, start:stop]
-                block = position_scores(queries, pos_key_layer[:, lo:hi])
-                block = relative_band(block, inner_stop - inner_start, transposed=False)
-                if score is None:
-                    # the dtype of the products, which autocast may lower
-                    score = block.new_empty(*query_layer.shape[:-2], length, length)
-                score[:, :, start:stop, inner_start:inner_stop] = block
-                if inner_start > 0:  # keys at distance >= span - 1 from every query of the block
-                    score[:, :, start:stop, :inner_start] = position_scores(queries, pos_key_layer[:, :1])
-                if inner_stop < length:  # keys at distance <= -span
-                    score[:, :, start:stop, inner_stop:] = position_scores(queries, pos_key_layer[:, -1:])
+            score = self.relative_scores(score, query_layer, pos_key_layer, transposed=False)
         if "p2c" in self.pos_att_type:
-            windows = rules.relative_windows(length, self.max_relative_positions, True, self.relative_block)
-            for start, stop, inner_start, inner_stop, lo, hi in windows:
-                keys = key_layer[:, :, start:stop]
-                block = position_scores(keys, pos_query_layer[:, lo:hi])
-                block = relative_band(block, inner_stop - inner_start, transposed=True)
-                if score is None:
-                    score = block.new_zeros(*key_layer.shape[:-2], length, length)
-                score[:, :, inner_start:inner_stop, start:stop] += block
-                if inner_start > 0:  # queries at distance <= -span from every key of the block
-                    far = position_scores(keys, pos_query_layer[:, :1])
-                    score[:, :, :inner_start, start:stop] += far.transpose(-1, -2)
-                if inner_stop < length:  # queries at distance >= span - 1
-                    far = position_scores(keys, pos_query_layer[:, -1:])
-                    score[:, :, inner_stop:, start:stop] += far.transpose(-1, -2)
+            score = self.relative_scores(score, key_layer, pos_query_layer, transposed=True)
         if "p2p" in self.pos_att_type:
             # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
             p2p_att = relative_band(pos_query_layer[:, length:] @ pos_key_layer.transpose(-1, -2), length, False)
             if score is None:
                 score = p2p_att.new_zeros(*query_layer.shape[:-2], length, length)
             score += p2p_att
+        return score
+
+    def relative_scores(
+        self, score: Optional[torch.Tensor], content: torch.Tensor, positions: torch.Tensor, transposed: bool
+    ) -> torch.Tensor:
+        """score + c2p (content: queries (B, H, L, d), positions: the reversed position keys (H, 2L, d)) or,
+        transposed, + p2c (content: keys, positions: the position queries): (B, H, L, L), added in place; a
+        new buffer when score is None. Per block of queries (keys), `rules.relative_windows`."""
+        length = content.shape[-2]
+        fresh = score is None
+        windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block)
+        for start, stop, inner_start, inner_stop, lo, hi in windows:
+            block = content[:, :, start:stop]
+            band = relative_band(position_scores(block, positions[:, lo:hi]), inner_stop - inner_start, transposed)
+            pieces = [(inner_start, inner_stop, band)]
+            # beyond the span every distance reads the first or last row: one score per query (key), broadcast
+            if inner_start > 0:
+                pieces.append((0, inner_start, beyond_span(block, positions[:, :1], transposed)))
+            if inner_stop < length:
+                pieces.append((inner_stop, length, beyond_span(block, positions[:, -1:], transposed)))
+            for piece_start, piece_stop, value in pieces:
+                if score is None:
+                    # the dtype of the products, which autocast may lower
+                    score = value.new_empty(*content.shape[:-2], length, length)
+                if transposed:
+                    target = score[:, :, piece_start:piece_stop, start:stop]
+                else:
+                    target = score[:, :, start:stop, piece_start:piece_stop]
+                if fresh:
+                    target.copy_(value)
+                else:
+                    target.add_(value)
         return score
 
 

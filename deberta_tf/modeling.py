@@ -69,14 +69,14 @@ def build_relative_position(length, span, max_relative_positions: int) -> tf.Ten
 
 
 def relative_band(scores: tf.Tensor, length, transposed: bool) -> tf.Tensor:
-    """(..., n, n + L) scores of a block of n queries (c2p) or keys (p2c) against its window of relative
-    positions (`rules.relative_windows`) -> (..., n, L) scores against the keys, or (..., L, n) against the
-    queries when transposed; without a gather.
+    """(..., n, n + m) scores of a block of n queries (c2p) or keys (p2c) against its window of relative
+    positions (`rules.relative_windows`) -> (..., n, m) scores against the m = `length` keys the window covers,
+    or (..., m, n) against the queries when transposed; without a gather.
 
     transposed=False (c2p, position rows reversed): out[a, j] = scores[a, n - 1 - a + j].
     transposed=True (p2c): out[i, b] = scores[b, n + i - b].
-    Both pick a band of the row-major (n * (n + L)) buffer: element (a, j) of an (n, n + L - 1) view that
-    starts at `offset` is scores.flat[offset + a * (n + L - 1) + j]. Reshapes and slices only, which XLA
+    Both pick a band of the row-major (n * (n + m)) buffer: element (a, j) of an (n, n + m - 1) view that
+    starts at `offset` is scores.flat[offset + a * (n + m - 1) + j]. Reshapes and slices only, which XLA
     compiles with the offsets as constants.
     """
     *batch, rows, width = shape_list(scores)
@@ -94,9 +94,12 @@ def position_scores(content: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
     return tf.matmul(content, positions[None], transpose_b=True)
 
 
-def repeat_last(scores: tf.Tensor, count) -> tf.Tensor:
-    """(..., n, 1) -> (..., n, count): one score for every position beyond the span."""
-    return tf.broadcast_to(scores, [*shape_list(scores)[:-1], count])
+def beyond_span(content: tf.Tensor, row: tf.Tensor, count, transposed: bool) -> tf.Tensor:
+    """(B, H, n, d) x (H, 1, d) -> (B, H, n, count), or (B, H, count, n) when transposed: the one score a query
+    (key) of the block has against every position beyond the span, repeated."""
+    scores = position_scores(content, row)
+    scores = tf.broadcast_to(scores, [*shape_list(scores)[:-1], count])
+    return tf.linalg.matrix_transpose(scores) if transposed else scores
 
 
 def concat(parts: list, axis: int) -> tf.Tensor:
@@ -329,7 +332,6 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         """
         score = 0
         length = shape_list(query_layer)[-2]
-        static = isinstance(length, int)
         if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
             # rows reversed, so that each query's distances form one band of its scores
             pos_key_layer = self.transpose_for_scores(self.pos_proj(tf.reverse(rel_embeddings, [0]))[None])[0]
@@ -337,38 +339,33 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])[0]
             pos_query_layer = pos_query_layer / math.sqrt(self.attention_head_size * self.scale_factor)
         if "c2p" in self.pos_att_type:
-            rows = []
-            windows = rules.relative_windows(length, self.max_relative_positions, False, self.relative_block)
-            for start, stop, inner_start, inner_stop, lo, hi in windows:
-                queries = query_layer[:, :, start:stop]
-                block = position_scores(queries, pos_key_layer[:, lo:hi])
-                parts = [relative_band(block, inner_stop - inner_start, transposed=False)]
-                if inner_start > 0:  # keys at distance >= span - 1 from every query of the block
-                    parts.insert(0, repeat_last(position_scores(queries, pos_key_layer[:, :1]), inner_start))
-                if static and inner_stop < length:  # keys at distance <= -span
-                    parts.append(repeat_last(position_scores(queries, pos_key_layer[:, -1:]), length - inner_stop))
-                rows.append(concat(parts, axis=-1))
-            score = score + concat(rows, axis=-2)
+            score = score + self.relative_scores(query_layer, pos_key_layer, transposed=False)
         if "p2c" in self.pos_att_type:
-            columns = []
-            windows = rules.relative_windows(length, self.max_relative_positions, True, self.relative_block)
-            for start, stop, inner_start, inner_stop, lo, hi in windows:
-                keys = key_layer[:, :, start:stop]
-                block = position_scores(keys, pos_query_layer[:, lo:hi])
-                parts = [relative_band(block, inner_stop - inner_start, transposed=True)]
-                if inner_start > 0:  # queries at distance <= -span from every key of the block
-                    far = repeat_last(position_scores(keys, pos_query_layer[:, :1]), inner_start)
-                    parts.insert(0, tf.linalg.matrix_transpose(far))
-                if static and inner_stop < length:  # queries at distance >= span - 1
-                    far = repeat_last(position_scores(keys, pos_query_layer[:, -1:]), length - inner_stop)
-                    parts.append(tf.linalg.matrix_transpose(far))
-                columns.append(concat(parts, axis=-2))
-            score = score + concat(columns, axis=-1)
+            score = score + self.relative_scores(key_layer, pos_query_layer, transposed=True)
         if "p2p" in self.pos_att_type:
             # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
             p2p_att = tf.matmul(pos_query_layer[:, length:], pos_key_layer, transpose_b=True)
             score = score + relative_band(p2p_att, length, False)
         return score
+
+    def relative_scores(self, content: tf.Tensor, positions: tf.Tensor, transposed: bool) -> tf.Tensor:
+        """c2p (content: queries (B, H, L, d), positions: the reversed position keys (H, 2L, d)) or, transposed,
+        p2c (content: keys, positions: the position queries): (B, H, L, L). Per block of queries (keys),
+        `rules.relative_windows`, concatenated."""
+        length = shape_list(content)[-2]
+        blocks = []
+        windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block)
+        for start, stop, inner_start, inner_stop, lo, hi in windows:
+            block = content[:, :, start:stop]
+            band = relative_band(position_scores(block, positions[:, lo:hi]), inner_stop - inner_start, transposed)
+            pieces = [band]
+            # beyond the span every distance reads the first or last row: one score per query (key), repeated
+            if inner_start > 0:
+                pieces.insert(0, beyond_span(block, positions[:, :1], inner_start, transposed))
+            if isinstance(length, int) and inner_stop < length:
+                pieces.append(beyond_span(block, positions[:, -1:], length - inner_stop, transposed))
+            blocks.append(concat(pieces, axis=-2 if transposed else -1))
+        return concat(blocks, axis=-1 if transposed else -2)
 
 
 @register
