@@ -256,19 +256,20 @@ class DisentangledSelfAttention(nn.Module):
         return attention_probs @ value_layer, attention_probs
 
     def sdpa_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
-        """The fused kernel with the relative-position and mask terms as one additive bias."""
-        if rel_att is None:
-            bias = torch.zeros(attention_mask.shape, dtype=query_layer.dtype, device=query_layer.device)
-        else:
-            bias = rel_att  # a fresh tensor: masked in place
-        # finite: rows with no valid key stay NaN-free; in the bias's own dtype, which autocast may lower
-        bias = bias.masked_fill_(~attention_mask, torch.finfo(bias.dtype).min / 2)
+        """The fused kernel with the relative-position terms and the padding of the keys as one additive bias;
+        padded queries are zeroed on the output."""
+        token = attention_mask.diagonal(dim1=-2, dim2=-1)  # (B, 1, L): position i is a token
+        # in the bias's own dtype, which autocast may lower; finite, so that rows with no valid key stay NaN-free
+        dtype = query_layer.dtype if rel_att is None else rel_att.dtype
+        key_bias = torch.zeros(token.shape, dtype=dtype, device=token.device)
+        key_bias = key_bias.masked_fill_(~token, torch.finfo(dtype).min / 2)[:, :, None, :]
+        # added, not filled with the (B, 1, L, L) mask: a broadcast masked_fill_ is several times slower
+        bias = key_bias if rel_att is None else rel_att.add_(key_bias)  # rel_att is a fresh tensor
         context = F.scaled_dot_product_attention(
             query_layer, key_layer, value_layer, attn_mask=bias,
             dropout_p=self.dropout.p if self.training else 0.0, scale=1.0,
         )
-        row_valid = attention_mask.diagonal(dim1=-2, dim2=-1)[..., None]  # (B, 1, L, 1): query i is a token
-        return context.masked_fill(~row_valid, 0.0)
+        return context.masked_fill(~token[..., None], 0.0)
 
     def disentangled_att_bias(
         self, query_layer: torch.Tensor, key_layer: torch.Tensor, rel_embeddings: torch.Tensor
