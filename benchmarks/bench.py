@@ -233,6 +233,46 @@ def make_weights(folder: str) -> None:
     deberta_pt.DebertaForMaskedLM(DebertaConfig(**BASE_SHAPE)).save_pretrained(folder)
 
 
+def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list, skipped: list, modes: tuple) -> None:
+    """One subprocess per (mode, shape, implementation) on the weights in `folder`; a markdown row each."""
+    rows = []
+    print(f"# {args.device} {args.dtype}, deberta-base shape, median of {args.repeats}; "
+          f"not importable here: {', '.join(skipped) or 'none'}")
+    print("| mode | impl | shape | tokens/s | peak MiB | speed vs ref | memory vs ref |")
+    print("|---|---|---|---|---|---|---|")
+    for mode in modes:
+        for shape in shapes:
+            results = {}
+            for impl in impls:
+                if impl == "bound-pt" and mode != "infer":
+                    continue
+                cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--shape", shape, "--folder", folder,
+                       "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats)]
+                env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+                try:
+                    run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
+                    result = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else {
+                        "error": (run.stderr.strip().splitlines() or ["failed"])[-1][:80]}
+                except subprocess.TimeoutExpired:
+                    result = {"error": f"timed out after {args.timeout}s"}
+                results[impl] = result
+                ref = results.get(impl.replace("ours", "ref").replace("tf-xla", "tf-graph"))
+                speed = memory = ""
+                if "tokens_per_s" in result and ref and "tokens_per_s" in ref and impl.startswith("ours"):
+                    speed = f"{result['tokens_per_s'] / ref['tokens_per_s']:.2f}x"
+                    memory = f"{result['peak_bytes'] / max(ref['peak_bytes'], 1):.2f}x"
+                if "tokens_per_s" in result:
+                    line = f"| {mode} | {impl} | {shape} | {result['tokens_per_s']:.0f} | " \
+                           f"{result['peak_bytes'] / 2**20:.0f} | {speed} | {memory} |"
+                else:
+                    line = f"| {mode} | {impl} | {shape} | fails: {result['error']} | | | |"
+                print(line, flush=True)
+                rows.append({"mode": mode, "impl": impl, "shape": shape, **result})
+                if args.json:  # after every row, so that an interrupted sweep keeps what it measured
+                    with open(args.json, "w") as fh:
+                        json.dump(rows, fh, indent=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impls", default=",".join(IMPLS))
@@ -260,43 +300,7 @@ def main() -> None:
     # the weights (~530 MB) go when the table is done, or when it is interrupted
     with tempfile.TemporaryDirectory(prefix="deberta-bench-") as folder:
         make_weights(folder)
-        rows = []
-        print(f"# {args.device} {args.dtype}, deberta-base shape, median of {args.repeats}; "
-              f"not importable here: {', '.join(skipped) or 'none'}")
-        print("| mode | impl | shape | tokens/s | peak MiB | speed vs ref | memory vs ref |")
-        print("|---|---|---|---|---|---|---|")
-        for mode in modes:
-            for shape in shapes:
-                results = {}
-                for impl in impls:
-                    if impl == "bound-pt" and mode != "infer":
-                        continue
-                    cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--shape", shape, "--folder", folder,
-                           "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats)]
-                    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-                    try:
-                        run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
-                        result = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else {
-                            "error": (run.stderr.strip().splitlines() or ["failed"])[-1][:80]}
-                    except subprocess.TimeoutExpired:
-                        result = {"error": f"timed out after {args.timeout}s"}
-                    results[impl] = result
-                    ref = results.get(impl.replace("ours", "ref").replace("tf-xla", "tf-graph"))
-                    speed = memory = ""
-                    if "tokens_per_s" in result and ref and "tokens_per_s" in ref and impl.startswith("ours"):
-                        speed = f"{result['tokens_per_s'] / ref['tokens_per_s']:.2f}x"
-                        memory = f"{result['peak_bytes'] / max(ref['peak_bytes'], 1):.2f}x"
-                    if "tokens_per_s" in result:
-                        line = f"| {mode} | {impl} | {shape} | {result['tokens_per_s']:.0f} | " \
-                               f"{result['peak_bytes'] / 2**20:.0f} | {speed} | {memory} |"
-                    else:
-                        line = f"| {mode} | {impl} | {shape} | fails: {result['error']} | | | |"
-                    print(line, flush=True)
-                    rows.append({"mode": mode, "impl": impl, "shape": shape, **result})
-                    if args.json:  # after every row, so that an interrupted sweep keeps what it measured
-                        with open(args.json, "w") as fh:
-                            json.dump(rows, fh, indent=1)
-
+        print_table(args, folder, shapes, impls, skipped, modes)
 
 if __name__ == "__main__":
     main()
