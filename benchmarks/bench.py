@@ -6,8 +6,10 @@
 
 Shape: 12 layers, hidden 768, 12 heads, relative attention c2p|p2c, span 512, vocab 50265, random weights.
 Every measurement runs in a fresh subprocess (so peak memory is that run's own) on the same saved weights.
-The reference (Hugging Face transformers 4.x, PyTorch and TensorFlow) is used only when importable:
-`benchmarks/setup_reference.sh` makes a separate venv with it. Nothing here is imported by the library.
+"peak MiB" is the first step's (tracing and compilation included), "later MiB" the peak of the timed steps after
+it, both above the loaded model. The reference (Hugging Face transformers, PyTorch and TensorFlow; 4.57.6 here,
+5.x on the GPU machine, which has no TensorFlow) is used only when importable: `benchmarks/setup_reference.sh`
+makes a separate venv with it. Nothing here is imported by the library.
 """
 
 from __future__ import annotations
@@ -43,8 +45,7 @@ def current_rss_bytes() -> int:
 
 
 def reset_peak_rss() -> None:
-    """Start the peak-RSS count anew (Linux: writing 5 to clear_refs resets VmHWM), so that loading the
-    model does not count as the forward's peak."""
+    """Start the peak-RSS count anew (Linux: writing 5 to clear_refs resets VmHWM)."""
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
 
@@ -55,6 +56,30 @@ def peak_rss_bytes() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def timed(step, repeats: int, device: str) -> tuple[list, int, int]:
+    """Run `step` once (warm-up, tracing, compilation), then `repeats` times: the timed runs' seconds, and the peak
+    memory of the first run and of the later ones, both above what the process held before the first (the loaded
+    model): resident set on CPU, `torch.cuda.max_memory_allocated` on GPU."""
+    if device == "cuda":
+        import torch
+
+        reset, current, peak = torch.cuda.reset_peak_memory_stats, torch.cuda.memory_allocated, \
+            torch.cuda.max_memory_allocated
+    else:
+        reset, current, peak = reset_peak_rss, current_rss_bytes, peak_rss_bytes
+    reset()
+    base = current()
+    step()
+    first = peak() - base
+    reset()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times, first, peak() - base
 
 
 # ----------------------------------------------------------------------------- one measurement (subprocess)
@@ -96,20 +121,7 @@ def run_pt(impl: str, folder: str, batch: int, length: int, mode: str, device: s
         if device == "cuda":
             torch.cuda.synchronize()
 
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        reset_peak_rss()
-        base = current_rss_bytes()
-    step()  # warm-up (and compilation)
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes()) - base
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times, peak
+    return timed(step, repeats, device)
 
 
 def run_bound(impl: str, folder: str, batch: int, length: int, mode: str, device: str, dtype: str, repeats: int):
@@ -137,13 +149,7 @@ def run_bound(impl: str, folder: str, batch: int, length: int, mode: str, device
         if device == "cuda":
             torch.cuda.synchronize()
 
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times, 0
+    return timed(step, repeats, device)
 
 
 def run_tf(impl: str, folder: str, batch: int, length: int, mode: str, device: str, dtype: str, repeats: int):
@@ -189,16 +195,7 @@ def run_tf(impl: str, folder: str, batch: int, length: int, mode: str, device: s
         return loss
 
     fn = train if mode == "train" else infer
-    reset_peak_rss()
-    base = current_rss_bytes()
-    fn().numpy()
-    peak = peak_rss_bytes() - base
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn().numpy()
-        times.append(time.perf_counter() - start)
-    return times, peak
+    return timed(lambda: fn().numpy(), repeats, device)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -206,8 +203,10 @@ def worker(args: argparse.Namespace) -> None:
         os.environ["TF_USE_LEGACY_KERAS"] = "1"  # the reference's TensorFlow models need Keras 2 (tf-keras)
     batch, length = (int(x) for x in args.shape.split("x"))
     runner = run_bound if args.impl == "bound-pt" else run_pt if "-pt" in args.impl else run_tf
-    times, peak = runner(args.impl, args.folder, batch, length, args.mode, args.device, args.dtype, args.repeats)
-    print(json.dumps({"tokens_per_s": batch * length / statistics.median(times), "peak_bytes": peak}))
+    times, peak, later = runner(args.impl, args.folder, batch, length, args.mode, args.device, args.dtype,
+                                args.repeats)
+    print(json.dumps({"tokens_per_s": batch * length / statistics.median(times), "peak_bytes": peak,
+                      "later_peak_bytes": later}))
 
 
 # ----------------------------------------------------------------------------- the table (parent process)
@@ -238,8 +237,8 @@ def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list
     rows = []
     print(f"# {args.device} {args.dtype}, deberta-base shape, median of {args.repeats}; "
           f"not importable here: {', '.join(skipped) or 'none'}")
-    print("| mode | impl | shape | tokens/s | peak MiB | speed vs ref | memory vs ref |")
-    print("|---|---|---|---|---|---|---|")
+    print("| mode | impl | shape | tokens/s | peak MiB | later MiB | speed vs ref | memory vs ref | later vs ref |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for mode in modes:
         for shape in shapes:
             results = {}
@@ -257,15 +256,16 @@ def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list
                     result = {"error": f"timed out after {args.timeout}s"}
                 results[impl] = result
                 ref = results.get(impl.replace("ours", "ref").replace("tf-xla", "tf-graph"))
-                speed = memory = ""
+                keys = ("tokens_per_s", "peak_bytes", "later_peak_bytes")
+                ratios = [""] * 3
                 if "tokens_per_s" in result and ref and "tokens_per_s" in ref and impl.startswith("ours"):
-                    speed = f"{result['tokens_per_s'] / ref['tokens_per_s']:.2f}x"
-                    memory = f"{result['peak_bytes'] / max(ref['peak_bytes'], 1):.2f}x"
+                    ratios = [f"{result[k] / max(ref[k], 1):.2f}x" for k in keys]
                 if "tokens_per_s" in result:
                     line = f"| {mode} | {impl} | {shape} | {result['tokens_per_s']:.0f} | " \
-                           f"{result['peak_bytes'] / 2**20:.0f} | {speed} | {memory} |"
+                           f"{result['peak_bytes'] / 2**20:.0f} | {result['later_peak_bytes'] / 2**20:.0f} | " \
+                           f"{' | '.join(ratios)} |"
                 else:
-                    line = f"| {mode} | {impl} | {shape} | fails: {result['error']} | | | |"
+                    line = f"| {mode} | {impl} | {shape} | fails: {result['error']} | | | | | |"
                 print(line, flush=True)
                 rows.append({"mode": mode, "impl": impl, "shape": shape, **result})
                 if args.json:  # after every row, so that an interrupted sweep keeps what it measured
