@@ -103,6 +103,47 @@ def beyond_span(content: torch.Tensor, row: torch.Tensor, transposed: bool) -> t
     return scores.transpose(-1, -2) if transposed else scores
 
 
+class SavedProbabilitiesAttention(torch.autograd.Function):
+    """softmax(q k^T + bias) v with dropout p, for a bias (B, H, L, L) that needs a gradient, on CPU.
+
+    There `scaled_dot_product_attention` takes its unfused path, which keeps about 3.4 (B, H, L, L) tensors per
+    layer for the backward; this keeps the probabilities and the dropout mask (bool) only and rebuilds the dropped
+    probabilities in the backward. Softmax in float32 and dropout in the value dtype, as `eager_attention` does
+    (and with the same random numbers, so that the two paths give the same result under the same seed).
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, query, key, value, bias, p: float):
+        scores = (query @ key.transpose(-1, -2)).float().add_(bias)
+        probs = torch.softmax(scores, dim=-1).to(value.dtype)
+        del scores
+        dropped = F.dropout(probs, p) if p > 0 else probs
+        keep = dropped != 0 if p > 0 else None  # where a probability is 0 the mask does not matter
+        ctx.save_for_backward(query, key, value, probs, keep)
+        ctx.p, ctx.bias_dtype = p, bias.dtype
+        return dropped @ value
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad_context):
+        query, key, value, probs, keep = ctx.saved_tensors
+        grad_probs = grad_context @ value.transpose(-1, -2)
+        dropped = probs
+        if keep is not None:
+            dropped = probs * keep * (1 / (1 - ctx.p))
+            grad_probs = grad_probs * keep * (1 / (1 - ctx.p))
+        grad_value = dropped.transpose(-1, -2) @ grad_context
+        del dropped
+        # the softmax's backward, in float32 as its forward
+        probs, grad_probs = probs.float(), grad_probs.float()
+        grad_scores = probs * (grad_probs - (grad_probs * probs).sum(-1, keepdim=True))
+        del probs, grad_probs
+        grad_query = grad_scores.to(key.dtype) @ key
+        grad_key = grad_scores.to(query.dtype).transpose(-1, -2) @ query
+        return grad_query, grad_key, grad_value, grad_scores.to(ctx.bias_dtype), None
+
+
 def check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
     """Raise ValueError naming `name` when an id is outside [0, limit): an embedding gather would fail or lie."""
     if ids.numel() and not torch.compiler.is_compiling():
@@ -265,10 +306,13 @@ class DisentangledSelfAttention(nn.Module):
         key_bias = key_bias.masked_fill_(~token, torch.finfo(dtype).min / 2)[:, :, None, :]
         # added, not filled with the (B, 1, L, L) mask: a broadcast masked_fill_ is several times slower
         bias = key_bias if rel_att is None else rel_att.add_(key_bias)  # rel_att is a fresh tensor
-        context = F.scaled_dot_product_attention(
-            query_layer, key_layer, value_layer, attn_mask=bias,
-            dropout_p=self.dropout.p if self.training else 0.0, scale=1.0,
-        )
+        dropout_p = self.dropout.p if self.training else 0.0
+        if bias.requires_grad and bias.device.type == "cpu":
+            context = SavedProbabilitiesAttention.apply(query_layer, key_layer, value_layer, bias, dropout_p)
+        else:
+            context = F.scaled_dot_product_attention(
+                query_layer, key_layer, value_layer, attn_mask=bias, dropout_p=dropout_p, scale=1.0
+            )
         return context.masked_fill(~token[..., None], 0.0)
 
     def disentangled_att_bias(

@@ -364,6 +364,29 @@ def test_gradient_checkpointing_gives_the_same_gradients(variant):
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("variant", ["relative", "short_span", "p2p"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fused_attention_training_equals_plain_attention(variant, dropout):
+    """Training with relative attention on CPU runs `SavedProbabilitiesAttention`: same loss, same gradients and,
+    under the same seed, the same dropout as the plain softmax path."""
+    results = []
+    for implementation in ("eager", "sdpa"):
+        config = make_config(variant, attention_probs_dropout_prob=dropout, hidden_dropout_prob=dropout,
+                             attn_implementation=implementation)
+        batch = torch_batch(config)
+        labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
+        model = build("ForMaskedLM", config).train()
+        torch.manual_seed(1)
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        results.append((loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (plain_loss, plain), (fused_loss, fused) = results
+    torch.testing.assert_close(fused_loss, plain_loss, rtol=1e-6, atol=0)
+    assert fused.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(fused[name], plain[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_inputs_embeds_and_position_ids():
     config = make_config("both_positions")
     model = build("Model", config)
