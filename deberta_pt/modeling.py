@@ -609,13 +609,43 @@ class DebertaLMPredictions(nn.Module):
         return self.lm_head(sequence_output, word_embeddings)
 
 
+class CrossEntropyFromLogits(torch.autograd.Function):
+    """Per-row float32 cross-entropy of logits (N, C) against targets (N,), keeping for the backward only the
+    logits (which the model returns anyway); the backward computes the softmax again.
+
+    `F.cross_entropy` on `logits.float()` keeps a float32 (N, C) log-softmax, and the cast makes another while it
+    runs: at the masked-LM shape (C = 50265, bfloat16 logits) that is 4x the logits on top of them, the largest
+    tensors of a training step. Here float32 lives only a block of rows at a time.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets):
+        ctx.block = max(1, 2**24 // logits.shape[-1])  # rows per float32 temporary of about 64 MiB
+        ctx.save_for_backward(logits, targets)
+        return -torch.cat([
+            torch.log_softmax(rows.float(), dim=-1).gather(1, row_targets[:, None])[:, 0]
+            for rows, row_targets in zip(logits.split(ctx.block), targets.split(ctx.block))
+        ])
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        logits, targets = ctx.saved_tensors
+        grad = torch.empty_like(logits)
+        for start in range(0, logits.shape[0], ctx.block):
+            rows = slice(start, start + ctx.block)
+            probs = torch.softmax(logits[rows].float(), dim=-1)
+            probs.scatter_add_(1, targets[rows, None], probs.new_full((probs.shape[0], 1), -1.0))
+            grad[rows] = probs.mul_(grad_loss[rows, None])
+        return grad, None
+
+
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
     """Mean float32 cross-entropy of logits (..., C) over the labels (...) that are not `ignore_index`;
     0 (not NaN) when every label is ignored."""
-    logits = logits.reshape(-1, logits.shape[-1]).float()
+    logits = logits.reshape(-1, logits.shape[-1])
     labels = labels.reshape(-1).long()
     kept = labels != ignore_index
-    per_example = F.cross_entropy(logits, torch.where(kept, labels, 0), reduction="none")
+    per_example = CrossEntropyFromLogits.apply(logits, torch.where(kept, labels, 0))
     return (per_example * kept).sum() / kept.sum().clamp(min=1)
 
 

@@ -210,6 +210,26 @@ def test_losses_against_direct_computation():
                                (expected_start + expected_end) / 2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cross_entropy_over_several_blocks_of_rows(dtype):
+    """The loss keeps float32 to a block of rows at a time (333 rows at the deberta-base vocabulary, so 700 rows
+    are three blocks) and computes the softmax again in the backward: loss and gradient as F.cross_entropy's on
+    the float32 logits, over the labels that are not -100."""
+    torch.manual_seed(0)
+    logits = (torch.randn(2, 350, 50265) * 4).to(dtype).requires_grad_()
+    labels = torch.randint(0, 50265, (2, 350))
+    labels[0, ::3] = -100
+    loss = deberta_pt.modeling.masked_cross_entropy(logits, labels, -100)
+    (grad,) = torch.autograd.grad(loss, logits)
+    kept = labels != -100
+    expected = F.cross_entropy(logits.float()[kept], labels[kept])
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    assert loss.dtype == torch.float32 and grad.dtype == dtype
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
+    # in bfloat16 the two may round a gradient to neighbouring values
+    torch.testing.assert_close(grad, expected_grad, rtol=0 if dtype == torch.float32 else 2**-7, atol=1e-9)
+
+
 @pytest.mark.parametrize("safe", [True, False])
 @pytest.mark.parametrize("head", HEADS)
 def test_save_load_round_trip_is_exact(tmp_path, head, safe):
