@@ -1,7 +1,8 @@
 """DeBERTa (v1) in PyTorch: embeddings, disentangled attention, encoder, heads.
 
 `deberta_tf/modeling.py` mirrors this file class for class and name for name; attribute names are the
-checkpoint weight names. Shapes: B batch, L sequence length, H heads, d head size, R = config.attention_span.
+checkpoint weight names. The two autograd functions (`SavedProbabilitiesAttention`, `CrossEntropyFromLogits`)
+have no TensorFlow counterpart: they change only what PyTorch keeps for the backward, not what is computed. Shapes: B batch, L sequence length, H heads, d head size, R = config.attention_span.
 """
 
 from __future__ import annotations
