@@ -2,7 +2,8 @@
 
 `deberta_tf/modeling.py` mirrors this file class for class and name for name; attribute names are the
 checkpoint weight names. The two autograd functions (`SavedProbabilitiesAttention`, `CrossEntropyFromLogits`)
-have no TensorFlow counterpart: they change only what PyTorch keeps for the backward, not what is computed. Shapes: B batch, L sequence length, H heads, d head size, R = config.attention_span.
+have no TensorFlow counterpart: they change only what PyTorch keeps for the backward, not what is computed.
+Shapes: B batch, L sequence length, H heads, d head size, R = config.attention_span.
 """
 
 from __future__ import annotations
