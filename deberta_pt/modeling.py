@@ -8,12 +8,14 @@ Shapes: B batch, L sequence length, H heads, d head size, R = config.attention_s
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
 from deberta_common import rules
@@ -44,6 +46,9 @@ def _register_output_pytrees() -> None:
 
 
 _register_output_pytrees()
+
+# the attention kernels that give a gradient for an additive bias (see `DisentangledSelfAttention.sdpa_attention`)
+BIAS_GRADIENT_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 ACT2FN = {
     "gelu": nn.GELU(),
@@ -312,9 +317,12 @@ class DisentangledSelfAttention(nn.Module):
         if bias.requires_grad and bias.device.type == "cpu":
             context = SavedProbabilitiesAttention.apply(query_layer, key_layer, value_layer, bias, dropout_p)
         else:
-            context = F.scaled_dot_product_attention(
-                query_layer, key_layer, value_layer, attn_mask=bias, dropout_p=dropout_p, scale=1.0
-            )
+            # cuDNN's kernel, PyTorch's first choice on recent GPUs (at a dropout of 0 or a multiple of 1/16), is
+            # not differentiable in the bias and would raise; the memory-efficient kernel computes its gradient
+            with sdpa_kernel(BIAS_GRADIENT_BACKENDS) if bias.requires_grad else contextlib.nullcontext():
+                context = F.scaled_dot_product_attention(
+                    query_layer, key_layer, value_layer, attn_mask=bias, dropout_p=dropout_p, scale=1.0
+                )
         return context.masked_fill(~token[..., None], 0.0)
 
     def disentangled_att_bias(
