@@ -47,7 +47,9 @@ def _register_output_pytrees() -> None:
 
 _register_output_pytrees()
 
-# the attention kernels that give a gradient for an additive bias (see `DisentangledSelfAttention.sdpa_attention`)
+# For a bias that needs a gradient (see `DisentangledSelfAttention.sdpa_attention`): the devices where
+# `SavedProbabilitiesAttention` runs, and elsewhere the SDPA kernels that give the bias a gradient.
+SAVED_PROBABILITIES_DEVICES = ("cpu",)
 BIAS_GRADIENT_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 ACT2FN = {
@@ -314,7 +316,7 @@ class DisentangledSelfAttention(nn.Module):
         # added, not filled with the (B, 1, L, L) mask: a broadcast masked_fill_ is several times slower
         bias = key_bias if rel_att is None else rel_att.add_(key_bias)  # rel_att is a fresh tensor
         dropout_p = self.dropout.p if self.training else 0.0
-        if bias.requires_grad and bias.device.type == "cpu":
+        if bias.requires_grad and bias.device.type in SAVED_PROBABILITIES_DEVICES:
             context = SavedProbabilitiesAttention.apply(query_layer, key_layer, value_layer, bias, dropout_p)
         else:
             # cuDNN's kernel, PyTorch's first choice on recent GPUs (at a dropout of 0 or a multiple of 1/16), is

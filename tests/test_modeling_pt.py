@@ -407,6 +407,27 @@ def test_fused_attention_training_equals_plain_attention(variant, dropout):
         torch.testing.assert_close(fused[name], plain[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_sdpa_training_with_a_bias_that_needs_a_gradient(monkeypatch):
+    """The GPU path of training (SDPA limited to the kernels that differentiate the bias), run here through
+    SDPA's math kernel: same loss and gradients as the plain softmax path."""
+    monkeypatch.setattr(deberta_pt.modeling, "SAVED_PROBABILITIES_DEVICES", ())
+    config = make_config("relative", attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0)
+    batch = torch_batch(config)
+    labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
+    results = []
+    for implementation in ("eager", "sdpa"):
+        config.attn_implementation = implementation
+        model = build("ForMaskedLM", config).train()
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        results.append((loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (plain_loss, plain), (fused_loss, fused) = results
+    torch.testing.assert_close(fused_loss, plain_loss, rtol=1e-6, atol=0)
+    assert fused.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(fused[name], plain[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_inputs_embeds_and_position_ids():
     config = make_config("both_positions")
     model = build("Model", config)
