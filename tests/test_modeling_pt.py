@@ -384,11 +384,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(variant):
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("variant", ["relative", "short_span", "p2p"])
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_fused_attention_training_equals_plain_attention(variant, dropout):
-    """Training with relative attention on CPU runs `SavedProbabilitiesAttention`: same loss, same gradients and,
-    under the same seed, the same dropout as the plain softmax path."""
+def assert_fused_training_equals_plain(variant: str, dropout: float) -> None:
+    """One masked-LM training step with the fused and with the plain attention, from the same weights and seed:
+    same loss, same gradients."""
     results = []
     for implementation in ("eager", "sdpa"):
         config = make_config(variant, attention_probs_dropout_prob=dropout, hidden_dropout_prob=dropout,
@@ -407,25 +405,19 @@ def test_fused_attention_training_equals_plain_attention(variant, dropout):
         torch.testing.assert_close(fused[name], plain[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("variant", ["relative", "short_span", "p2p"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fused_attention_training_equals_plain_attention(variant, dropout):
+    """Training with relative attention on CPU runs `SavedProbabilitiesAttention`, which draws the same dropout
+    as the plain softmax path under the same seed."""
+    assert_fused_training_equals_plain(variant, dropout)
+
+
 def test_sdpa_training_with_a_bias_that_needs_a_gradient(monkeypatch):
     """The GPU path of training (SDPA limited to the kernels that differentiate the bias), run here through
-    SDPA's math kernel: same loss and gradients as the plain softmax path."""
+    SDPA's math kernel (whose dropout differs from the plain path's: none here)."""
     monkeypatch.setattr(deberta_pt.modeling, "SAVED_PROBABILITIES_DEVICES", ())
-    config = make_config("relative", attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0)
-    batch = torch_batch(config)
-    labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
-    results = []
-    for implementation in ("eager", "sdpa"):
-        config.attn_implementation = implementation
-        model = build("ForMaskedLM", config).train()
-        loss = model(**batch, labels=labels).loss
-        loss.backward()
-        results.append((loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
-    (plain_loss, plain), (fused_loss, fused) = results
-    torch.testing.assert_close(fused_loss, plain_loss, rtol=1e-6, atol=0)
-    assert fused.keys() == plain.keys()
-    for name in plain:
-        torch.testing.assert_close(fused[name], plain[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert_fused_training_equals_plain("relative", 0.0)
 
 
 def test_inputs_embeds_and_position_ids():
