@@ -2,8 +2,8 @@
 # The GPU rows of docs/performance.md in as few device minutes as possible, most important first; for one
 # H100 from the `device` tool (PyTorch and transformers installed there, no TensorFlow, no network):
 #
-#   sh benchmarks/gpu.sh eager      # agreement.py, then eager bf16 inference and training, fp32 inference (~4 min)
-#   sh benchmarks/gpu.sh compile    # torch.compile bf16 inference, ours and the reference (~5 min)
+#   sh benchmarks/gpu.sh eager      # agreement.py, then eager bf16 inference and training, fp32 inference (est. 4 min)
+#   sh benchmarks/gpu.sh compile    # torch.compile bf16 inference, ours and the reference; agreement.py --compile
 #
 # Tables go to stdout and, with every row as it is measured, to $OUT (the device tool's result folder), so
 # that a run cut short keeps what it measured. To try the script on a CPU first, with small shapes:
@@ -42,6 +42,7 @@ bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
         ;;
     compile)
         bench infer-bf16-compile --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt-compile,ours-pt-compile
+        $PYTHON benchmarks/agreement.py --device "$DEVICE" --shape "$AGREEMENT_SHAPE" --compile
         ;;
     *)
         echo "unknown stage $stage: eager or compile" >&2
