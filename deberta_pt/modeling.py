@@ -134,6 +134,7 @@ class SavedProbabilitiesAttention(torch.autograd.Function):
         return dropped @ value
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the probabilities are saved, not differentiated again
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad_context):
         query, key, value, probs, keep = ctx.saved_tensors
@@ -640,6 +641,7 @@ class CrossEntropyFromLogits(torch.autograd.Function):
         ])
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the softmax is computed again, not differentiated again
     def backward(ctx, grad_loss):
         logits, targets = ctx.saved_tensors
         grad = torch.empty_like(logits)

@@ -420,6 +420,18 @@ def test_sdpa_training_with_a_bias_that_needs_a_gradient(monkeypatch):
     assert_fused_training_equals_plain("relative", 0.0)
 
 
+def test_second_derivatives_are_refused_not_wrong():
+    """The fused attention and the losses save what their first derivative needs only: differentiating twice
+    raises instead of leaving out terms."""
+    config = make_config("relative")
+    batch = torch_batch(config)
+    labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
+    model = build("ForMaskedLM", config).train()
+    grads = torch.autograd.grad(model(**batch, labels=labels).loss, list(model.parameters()), create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        sum((g**2).sum() for g in grads).backward()
+
+
 def test_inputs_embeds_and_position_ids():
     config = make_config("both_positions")
     model = build("Model", config)
