@@ -641,15 +641,17 @@ class CrossEntropyFromLogits(torch.autograd.Function):
         ])
 
     @staticmethod
-    @torch.autograd.function.once_differentiable  # the softmax is computed again, not differentiated again
     def backward(ctx, grad_loss):
         logits, targets = ctx.saved_tensors
         grad = torch.empty_like(logits)
         for start in range(0, logits.shape[0], ctx.block):
             rows = slice(start, start + ctx.block)
             probs = torch.softmax(logits[rows].float(), dim=-1)
-            probs.scatter_add_(1, targets[rows, None], probs.new_full((probs.shape[0], 1), -1.0))
-            grad[rows] = probs.mul_(grad_loss[rows, None])
+            minus_one = probs.new_full((len(probs), 1), -1.0)
+            if torch.is_grad_enabled():  # create_graph: out of place, so that this backward can be differentiated
+                grad[rows] = probs.scatter_add(1, targets[rows, None], minus_one) * grad_loss[rows, None]
+            else:
+                grad[rows] = probs.scatter_add_(1, targets[rows, None], minus_one).mul_(grad_loss[rows, None])
         return grad, None
 
 
