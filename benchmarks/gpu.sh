@@ -26,7 +26,7 @@ bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
     name=$1
     shift
     echo "## $name"
-    $PYTHON benchmarks/bench.py --device "$DEVICE" --repeats "$REPEATS" --timeout 200 --json "$OUT/$name.json" "$@"
+    $PYTHON benchmarks/bench.py --device "$DEVICE" --repeats "$REPEATS" --timeout 300 --json "$OUT/$name.json" "$@"
 }
 
 {
