@@ -302,5 +302,6 @@ def main() -> None:
         make_weights(folder)
         print_table(args, folder, shapes, impls, skipped, modes)
 
+
 if __name__ == "__main__":
     main()
