@@ -278,8 +278,8 @@ class DisentangledSelfAttention(nn.Module):
 
         rel_att = None
         if self.relative_attention and any(t in self.pos_att_type for t in ("c2p", "p2c", "p2p")):
-            rel_embeddings = self.pos_dropout(rel_embeddings)
-            rel_att = self.disentangled_att_bias(query_layer, key_layer, rel_embeddings)
+            pos_key_layer, pos_query_layer = self.position_layers(self.pos_dropout(rel_embeddings))
+            rel_att = self.disentangled_att_bias(query_layer, key_layer, pos_key_layer, pos_query_layer)
 
         if output_attentions or self.talking_head or self.attn_implementation == "eager":
             context_layer, attention_probs = self.eager_attention(
@@ -328,30 +328,38 @@ class DisentangledSelfAttention(nn.Module):
                 )
         return context.masked_fill(~token[..., None], 0.0)
 
-    def disentangled_att_bias(
-        self, query_layer: torch.Tensor, key_layer: torch.Tensor, rel_embeddings: torch.Tensor
-    ) -> torch.Tensor:
-        """c2p[i, j] = q_i . Kr[i - j], p2c[i, j] = k_j . Qr[i - j] and p2p[i, j] = Qr[i] . Kr[i - j], where
-        Kr / Qr are the position keys / queries of the `rel_embeddings` row of a distance: (B, H, L, L).
-
-        query_layer is already divided by the scale; the position queries are divided by it here. c2p is built
-        per block of queries and p2c per block of keys (`rules.relative_windows`) into one buffer.
-        """
-        length = query_layer.shape[-2]
+    def position_layers(self, rel_embeddings: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """The position keys of the reversed rows (for c2p and p2p) and the position queries, divided by the
+        scale (for p2c and p2p), of the (2L, hidden) rows: (H, 2L, d) each, None where not used."""
+        pos_key_layer = pos_query_layer = None
         if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
             # rows reversed, so that each query's distances form one band of its scores
             pos_key_layer = self.transpose_for_scores(self.pos_proj(rel_embeddings.flip(0))[None])[0]
         if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
             pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])[0]
-            pos_query_layer = pos_query_layer / math.sqrt(pos_query_layer.shape[-1] * self.scale_factor)
+            pos_query_layer = pos_query_layer / math.sqrt(self.attention_head_size * self.scale_factor)
+        return pos_key_layer, pos_query_layer
+
+    def p2p_scores(self, pos_key_layer: torch.Tensor, pos_query_layer: torch.Tensor, length: int) -> torch.Tensor:
+        """p2p (H, L, L): the position query of query i is the row of distance i (rows L .. 2L-1), so the scores
+        do not depend on the batch."""
+        return relative_band(pos_query_layer[:, length:] @ pos_key_layer.transpose(-1, -2), length, False)
+
+    def disentangled_att_bias(self, query_layer, key_layer, pos_key_layer, pos_query_layer) -> torch.Tensor:
+        """c2p[i, j] = q_i . Kr[i - j], p2c[i, j] = k_j . Qr[i - j] and p2p[i, j] = Qr[i] . Kr[i - j], where
+        Kr / Qr are the position keys / queries (`position_layers`) of the row of a distance: (B, H, L, L).
+
+        query_layer and the position queries are already divided by the scale. c2p is built per block of queries
+        and p2c per block of keys (`rules.relative_windows`) into one buffer.
+        """
+        length = query_layer.shape[-2]
         score = None
         if "c2p" in self.pos_att_type:
             score = self.relative_scores(score, query_layer, pos_key_layer, transposed=False)
         if "p2c" in self.pos_att_type:
             score = self.relative_scores(score, key_layer, pos_query_layer, transposed=True)
         if "p2p" in self.pos_att_type:
-            # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
-            p2p_att = relative_band(pos_query_layer[:, length:] @ pos_key_layer.transpose(-1, -2), length, False)
+            p2p_att = self.p2p_scores(pos_key_layer, pos_query_layer, length)
             if score is None:
                 score = p2p_att.new_zeros(*query_layer.shape[:-2], length, length)
             score += p2p_att

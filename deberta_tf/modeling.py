@@ -7,7 +7,7 @@ R = config.attention_span. Every layer builds its variables from the config (`bu
 and the models build themselves at construction.
 
 XLA: nothing branches on tensor values; lengths unknown at trace time are read with `tf.shape`; the
-relative-position scores are laid out by reshapes (`relative_shift`), not gathers.
+relative-position scores are laid out by reshapes (`relative_band`), not gathers.
 Mixed precision: the softmax runs in float32 and Keras LayerNormalization keeps its statistics in float32.
 """
 
@@ -53,6 +53,11 @@ ACT2FN = {
 }
 
 register = keras.saving.register_keras_serializable(package="deberta_zoo")
+
+# Inference attends per block of QUERY_BLOCK queries, one block after the other, once a layer's (B, H, L, L) float32
+# scores would take more than BLOCKED_SCORES_BYTES (`TFDisentangledSelfAttention.blocked_attention`).
+QUERY_BLOCK = 128
+BLOCKED_SCORES_BYTES = 64 * 2**20
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -236,6 +241,8 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         self.relative_attention = config.relative_attention
         self.talking_head = config.talking_head
         self.relative_block = rules.RELATIVE_BLOCK
+        self.query_block = QUERY_BLOCK
+        self.blocked_scores_bytes = BLOCKED_SCORES_BYTES
         self.max_relative_positions = config.attention_span
         if self.talking_head:
             self.head_logits_proj = self.make_dense(config.num_attention_heads, "head_logits_proj", use_bias=False)
@@ -275,11 +282,13 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         output_attentions: bool = False,
         rel_embeddings: Optional[tf.Tensor] = None,
         query_states: Optional[tf.Tensor] = None,
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+        training: bool = False,
+    ) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
         """attention_mask: (B, 1, L, L) bool, True where query i may attend to key j.
         rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`).
         query_states: (B, L, hidden) to build the queries from instead of hidden_states (the Enhanced Mask
-        Decoder); keys and values always come from hidden_states."""
+        Decoder); keys and values always come from hidden_states.
+        Returns the context (B, L, hidden) and, with output_attentions, the probabilities (B, H, L, L)."""
         query_layer, key_layer, value_layer = tf.split(
             self.transpose_for_scores(self.in_proj(hidden_states)), 3, axis=-1
         )
@@ -290,15 +299,26 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         scale = math.sqrt(self.attention_head_size * self.scale_factor)
         query_layer = query_layer / scale
 
-        rel_att = None
-        if self.relative_attention and any(t in self.pos_att_type for t in ("c2p", "p2c", "p2p")):
-            rel_embeddings = self.pos_dropout(rel_embeddings)
-            rel_att = self.disentangled_att_bias(query_layer, key_layer, rel_embeddings)
-
-        context_layer, attention_probs = self.eager_attention(
-            query_layer, key_layer, value_layer, attention_mask, rel_att
-        )
         batch, length = shape_list(hidden_states)[:2]
+        blocked = self.use_blocked_attention(batch, length, output_attentions, training)
+        pos_key_layer = pos_query_layer = None
+        if self.relative_attention and any(t in self.pos_att_type for t in ("c2p", "p2c", "p2p")):
+            pos_key_layer, pos_query_layer = self.position_layers(
+                self.pos_dropout(rel_embeddings), anchor=hidden_states[0, :1] if blocked else None
+            )
+
+        if blocked:
+            context_layer = self.blocked_attention(
+                query_layer, key_layer, value_layer, attention_mask, pos_key_layer, pos_query_layer
+            )
+            attention_probs = None
+        else:
+            rel_att = None
+            if pos_key_layer is not None or pos_query_layer is not None:
+                rel_att = self.disentangled_att_bias(query_layer, key_layer, pos_key_layer, pos_query_layer)
+            context_layer, attention_probs = self.eager_attention(
+                query_layer, key_layer, value_layer, attention_mask, rel_att
+            )
         context_layer = tf.reshape(tf.transpose(context_layer, [0, 2, 1, 3]), [batch, length, self.all_head_size])
         return context_layer, attention_probs
 
@@ -323,29 +343,119 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             )
         return tf.matmul(attention_probs, value_layer), attention_probs
 
-    def disentangled_att_bias(self, query_layer: tf.Tensor, key_layer: tf.Tensor, rel_embeddings: tf.Tensor) -> tf.Tensor:
-        """c2p[i, j] = q_i . Kr[i - j], p2c[i, j] = k_j . Qr[i - j] and p2p[i, j] = Qr[i] . Kr[i - j], where
-        Kr / Qr are the position keys / queries of the `rel_embeddings` row of a distance: (B, H, L, L).
+    def use_blocked_attention(self, batch, length, output_attentions: bool, training: bool) -> bool:
+        """Whether `blocked_attention` runs: in inference with static shapes, when a layer's float32 scores would
+        take more than `blocked_scores_bytes`. Training keeps `eager_attention`: its backward holds every block's
+        scores anyway, and with the loop a training step was slower and no smaller (docs/performance.md)."""
+        if output_attentions or training or not (isinstance(batch, int) and isinstance(length, int)):
+            return False
+        scores_bytes = 4 * batch * self.num_attention_heads * length * length
+        return length > self.query_block and scores_bytes > self.blocked_scores_bytes
 
-        query_layer is already divided by the scale; the position queries are divided by it here. c2p is built
-        per block of queries and p2c per block of keys (`rules.relative_windows`), then concatenated.
+    def blocked_attention(self, query_layer, key_layer, value_layer, attention_mask, pos_key_layer, pos_query_layer):
+        """`eager_attention` per block of queries, one block after the other in a `tf.while_loop`: (B, H, L, d).
+
+        TensorFlow has no fused attention kernel that takes a bias, and XLA's scheduler computes independent
+        blocks side by side, so only a loop bounds the scores, c2p and probabilities to (B, H, n, L) at a time.
+        p2c (per block of keys) and p2p are built whole before the loop and sliced in it. The L queries form
+        k = ceil(L / query_block) blocks of n = ceil(L / k); the last one starts at L - n, so it may compute
+        again up to k - 1 queries of the one before it, and writes the same values for them.
+        """
+        length = shape_list(query_layer)[-2]
+        count = -(-length // self.query_block)
+        size = -(-length // count)
+        p2c_att = p2p_att = None
+        if "p2c" in self.pos_att_type and pos_query_layer is not None:
+            p2c_att = self.relative_scores(key_layer, pos_query_layer, transposed=True)
+        if "p2p" in self.pos_att_type and pos_query_layer is not None:
+            p2p_att = self.p2p_scores(pos_key_layer, pos_query_layer, length)
+
+        def rows(x: tf.Tensor, start: tf.Tensor) -> tf.Tensor:  # x[..., start : start + size, :]
+            *outer, _, width = shape_list(x)
+            return tf.slice(x, [0] * len(outer) + [start, 0], [*outer, size, width])
+
+        def attend(index: tf.Tensor, context: tf.Tensor) -> tuple:
+            start = tf.minimum(index * size, length - size)
+            queries = rows(query_layer, start)
+            bias = None
+            if "c2p" in self.pos_att_type and pos_key_layer is not None:
+                bias = self.c2p_block(queries, pos_key_layer, start)
+            for scores in (p2c_att, p2p_att):
+                if scores is not None:
+                    bias = rows(scores, start) if bias is None else bias + rows(scores, start)
+            block = self.eager_attention(queries, key_layer, value_layer, rows(attention_mask, start), bias)[0]
+            indices = (start + tf.range(size))[:, None]
+            return index + 1, tf.tensor_scatter_nd_update(context, indices, tf.transpose(block, [2, 0, 1, 3]))
+
+        # The loop carries the context query-major, (L, B, H, d), so that a block is a scatter of whole rows. It
+        # starts from the values (every row is overwritten), not from zeros: XLA would allocate a constant start
+        # for the loops of all layers up front.
+        _, context = tf.while_loop(
+            lambda index, _: index < count, attend, (tf.constant(0), tf.transpose(value_layer, [2, 0, 1, 3])),
+            maximum_iterations=count, parallel_iterations=1,
+        )
+        return tf.transpose(context, [1, 2, 0, 3])
+
+    def c2p_block(self, queries: tf.Tensor, pos_key_layer: tf.Tensor, start: tf.Tensor) -> tf.Tensor:
+        """c2p of the n queries from `start` (a tensor): (B, H, n, d) -> (B, H, n, L), the same shapes for every
+        block. Only a window of w = min(n + 2 span - 3, L) keys, which holds every key within the span of the
+        block, is multiplied; beyond it each query has one score on each side (`rules.relative_windows`)."""
+        size, length = shape_list(queries)[-2], shape_list(pos_key_layer)[-2] // 2
+        span = rules.relative_span(length, length, self.max_relative_positions)
+        width = min(size + 2 * span - 3, length)
+        first = tf.clip_by_value(start - span + 2, 0, length - width)  # the window's first key
+        heads, _, head_size = shape_list(pos_key_layer)
+        window = tf.slice(pos_key_layer, [0, length - start - size + first, 0], [heads, size + width, head_size])
+        band = relative_band(position_scores(queries, window), width, False)
+        if width == length:
+            return band
+        # the band between the scores against the first and the last position row, then cut to the L keys
+        outside = length - width
+        wide = concat([
+            beyond_span(queries, pos_key_layer[:, :1], outside, False), band,
+            beyond_span(queries, pos_key_layer[:, -1:], outside, False),
+        ], axis=-1)
+        return tf.slice(wide, [0, 0, 0, outside - first], [*shape_list(wide)[:-1], length])
+
+    def position_layers(self, rel_embeddings: tf.Tensor, anchor: Optional[tf.Tensor] = None) -> tuple:
+        """The position keys of the reversed rows (for c2p and p2p) and the position queries, divided by the
+        scale (for p2c and p2p), of the (2L, hidden) rows: (H, 2L, d) each, None where not used.
+
+        anchor (1, hidden), one row of this layer's input, is projected with the rows and dropped. Otherwise the
+        projections depend on nothing the layer computes, and XLA's scheduler computes every layer's at the start
+        and holds them all: about 100 MiB at length 512 in float32. Only `blocked_attention` anchors them; in the
+        plain path at 2 x 512 the order it brings made XLA's buffer assignment 50 MiB larger (measured)."""
+        skip = 0 if anchor is None else 1
+        rows = rel_embeddings if anchor is None else tf.concat([anchor, rel_embeddings], axis=0)
+        pos_key_layer = pos_query_layer = None
+        if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
+            # rows reversed, so that each query's distances form one band of its scores
+            pos_key_layer = self.transpose_for_scores(tf.reverse(self.pos_proj(rows)[skip:], [0])[None])[0]
+        if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
+            pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rows)[skip:][None])[0]
+            pos_query_layer = pos_query_layer / math.sqrt(self.attention_head_size * self.scale_factor)
+        return pos_key_layer, pos_query_layer
+
+    def p2p_scores(self, pos_key_layer: tf.Tensor, pos_query_layer: tf.Tensor, length) -> tf.Tensor:
+        """p2p (H, L, L): the position query of query i is the row of distance i (rows L .. 2L-1), so the scores
+        do not depend on the batch."""
+        return relative_band(tf.matmul(pos_query_layer[:, length:], pos_key_layer, transpose_b=True), length, False)
+
+    def disentangled_att_bias(self, query_layer, key_layer, pos_key_layer, pos_query_layer) -> tf.Tensor:
+        """c2p[i, j] = q_i . Kr[i - j], p2c[i, j] = k_j . Qr[i - j] and p2p[i, j] = Qr[i] . Kr[i - j], where
+        Kr / Qr are the position keys / queries (`position_layers`) of the row of a distance: (B, H, L, L).
+
+        query_layer and the position queries are already divided by the scale. c2p is built per block of queries
+        and p2c per block of keys (`rules.relative_windows`), then concatenated.
         """
         score = 0
         length = shape_list(query_layer)[-2]
-        if "c2p" in self.pos_att_type or "p2p" in self.pos_att_type:
-            # rows reversed, so that each query's distances form one band of its scores
-            pos_key_layer = self.transpose_for_scores(self.pos_proj(tf.reverse(rel_embeddings, [0]))[None])[0]
-        if "p2c" in self.pos_att_type or "p2p" in self.pos_att_type:
-            pos_query_layer = self.transpose_for_scores(self.pos_q_proj(rel_embeddings)[None])[0]
-            pos_query_layer = pos_query_layer / math.sqrt(self.attention_head_size * self.scale_factor)
         if "c2p" in self.pos_att_type:
             score = score + self.relative_scores(query_layer, pos_key_layer, transposed=False)
         if "p2c" in self.pos_att_type:
             score = score + self.relative_scores(key_layer, pos_query_layer, transposed=True)
         if "p2p" in self.pos_att_type:
-            # the position query of query i is the row of distance i (rows L .. 2L-1): batch-independent
-            p2p_att = tf.matmul(pos_query_layer[:, length:], pos_key_layer, transpose_b=True)
-            score = score + relative_band(p2p_att, length, False)
+            score = score + self.p2p_scores(pos_key_layer, pos_query_layer, length)
         return score
 
     def relative_scores(self, content: tf.Tensor, positions: tf.Tensor, transposed: bool) -> tf.Tensor:

@@ -200,6 +200,56 @@ def test_position_scores_in_blocks(pairs, variant):
         set_relative_block(pt_model, tf_model, deberta_common.rules.RELATIVE_BLOCK)
 
 
+def set_query_block(tf_model, block: int, threshold: int) -> None:
+    for layer in tf_model._flatten_layers():
+        if isinstance(layer, deberta_tf.modeling.TFDisentangledSelfAttention):
+            layer.query_block, layer.blocked_scores_bytes = block, threshold
+
+
+@pytest.mark.parametrize("variant", ["relative", "short_span", "c2p", "p2c", "p2p", "emd", "talking_head", "absolute"])
+def test_keras_inference_in_blocks_of_queries(pairs, variant, monkeypatch):
+    """Keras inference attending per block of 3 queries in a loop (11 = 3 + 3 + 3 + 2, the last block starting at
+    query 8) gives PyTorch's outputs eagerly, in a graph and with XLA; training and output_attentions do not loop."""
+    pt_model, tf_model = pairs.pt_to_tf(variant, "ForMaskedLM")
+    inputs = batch_with_labels("ForMaskedLM", pt_model.config)
+    expected = run_pt(pt_model, inputs, output_hidden_states=True)
+    attention = deberta_tf.modeling.TFDisentangledSelfAttention
+    calls = []
+    blocked = attention.blocked_attention
+    monkeypatch.setattr(attention, "blocked_attention", lambda self, *args: calls.append(1) or blocked(self, *args))
+    try:
+        set_query_block(tf_model, 3, 0)
+        runs = {
+            "eager": lambda batch: tf_model(batch, output_hidden_states=True),
+            "graph": tf.function(lambda batch: tf_model(batch, output_hidden_states=True)),
+            "xla": tf.function(lambda batch: tf_model(batch, output_hidden_states=True), jit_compile=True),
+        }
+        for name, run in runs.items():
+            calls.clear()
+            assert_outputs_close(expected, dict(run(inputs)))
+            assert calls, name
+        calls.clear()
+        tf_model(inputs, training=True)
+        tf_model.deberta({k: v for k, v in inputs.items() if k != "labels"}, output_attentions=True)
+        assert not calls
+    finally:
+        set_query_block(tf_model, deberta_tf.modeling.QUERY_BLOCK, deberta_tf.modeling.BLOCKED_SCORES_BYTES)
+
+
+def test_keras_blocks_of_queries_where_the_scores_are_large():
+    """deberta-base's 12 heads: an 8 x 512 forward's float32 scores (96 MiB per layer) are attended in blocks, 2 x 512
+    (24 MiB) at once; never in training, for output_attentions or with a batch or length unknown when traced."""
+    config = make_config("relative", hidden_size=768, num_attention_heads=12)
+    layer = deberta_tf.modeling.TFDisentangledSelfAttention(config)
+    assert layer.use_blocked_attention(8, 512, output_attentions=False, training=False)
+    assert layer.use_blocked_attention(1, 2048, output_attentions=False, training=False)
+    assert not layer.use_blocked_attention(2, 512, output_attentions=False, training=False)
+    assert not layer.use_blocked_attention(8, 512, output_attentions=False, training=True)
+    assert not layer.use_blocked_attention(8, 512, output_attentions=True, training=False)
+    assert not layer.use_blocked_attention(8, tf.constant(512), output_attentions=False, training=False)
+    assert not layer.use_blocked_attention(tf.constant(8), 512, output_attentions=False, training=False)
+
+
 @pytest.mark.parametrize("problem", [
     "single_label_with_unlabelled", "single_label_none_labelled", "regression", "multi_label", "soft_label",
 ])
