@@ -356,16 +356,19 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         """`eager_attention` per block of queries, one block after the other in a `tf.while_loop`: (B, H, L, d).
 
         TensorFlow has no fused attention kernel that takes a bias, and XLA's scheduler computes independent
-        blocks side by side, so only a loop bounds the scores, c2p and probabilities to (B, H, n, L) at a time.
-        p2c (per block of keys) and p2p are built whole before the loop and sliced in it. The L queries form
-        k = ceil(L / query_block) blocks of n = ceil(L / k); the last one starts at L - n, so it may compute
-        again up to k - 1 queries of the one before it, and writes the same values for them.
+        blocks side by side, so only a loop bounds the scores, c2p, p2c and probabilities to (B, H, n, L) at a
+        time. The p2c of a block of queries reads every key, those beyond the span too: where there are any
+        (L > span), p2c is built whole before the loop (`relative_scores` skips them) and sliced in it, as is
+        p2p. The L queries form k = ceil(L / query_block) blocks of n = ceil(L / k); the last one starts at
+        L - n, so it may compute again up to k - 1 queries of the one before it, and writes the same values.
         """
         length = shape_list(query_layer)[-2]
         count = -(-length // self.query_block)
         size = -(-length // count)
+        span = rules.relative_span(length, length, self.max_relative_positions)
+        p2c = "p2c" in self.pos_att_type and pos_query_layer is not None
         p2c_att = p2p_att = None
-        if "p2c" in self.pos_att_type and pos_query_layer is not None:
+        if p2c and length > span:
             p2c_att = self.relative_scores(key_layer, pos_query_layer, transposed=True)
         if "p2p" in self.pos_att_type and pos_query_layer is not None:
             p2p_att = self.p2p_scores(pos_key_layer, pos_query_layer, length)
@@ -377,12 +380,12 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         def attend(index: tf.Tensor, context: tf.Tensor) -> tuple:
             start = tf.minimum(index * size, length - size)
             queries = rows(query_layer, start)
-            bias = None
+            terms = [rows(scores, start) for scores in (p2c_att, p2p_att) if scores is not None]
             if "c2p" in self.pos_att_type and pos_key_layer is not None:
-                bias = self.c2p_block(queries, pos_key_layer, start)
-            for scores in (p2c_att, p2p_att):
-                if scores is not None:
-                    bias = rows(scores, start) if bias is None else bias + rows(scores, start)
+                terms.append(self.c2p_block(queries, pos_key_layer, start))
+            if p2c and p2c_att is None:
+                terms.append(self.p2c_block(key_layer, pos_query_layer, start, size))
+            bias = functools.reduce(tf.add, terms) if terms else None
             block = self.eager_attention(queries, key_layer, value_layer, rows(attention_mask, start), bias)[0]
             indices = (start + tf.range(size))[:, None]
             return index + 1, tf.tensor_scatter_nd_update(context, indices, tf.transpose(block, [2, 0, 1, 3]))
@@ -416,6 +419,18 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             beyond_span(queries, pos_key_layer[:, -1:], outside, False),
         ], axis=-1)
         return tf.slice(wide, [0, 0, 0, outside - first], [*shape_list(wide)[:-1], length])
+
+    def p2c_block(self, key_layer: tf.Tensor, pos_query_layer: tf.Tensor, start: tf.Tensor, size: int) -> tf.Tensor:
+        """p2c of the n = `size` queries from `start` (a tensor) against the L keys: (B, H, n, L). Per block of
+        m = relative_block keys, each multiplied with the m + n position queries its band reads."""
+        length = shape_list(key_layer)[-2]
+        heads, _, head_size = shape_list(pos_query_layer)
+        blocks = []
+        for first in range(0, length, self.relative_block):
+            last = min(first + self.relative_block, length)
+            window = tf.slice(pos_query_layer, [0, length - last + start, 0], [heads, last - first + size, head_size])
+            blocks.append(relative_band(position_scores(key_layer[:, :, first:last], window), size, True))
+        return concat(blocks, axis=-1)
 
     def position_layers(self, rel_embeddings: tf.Tensor, anchor: Optional[tf.Tensor] = None) -> tuple:
         """The position keys of the reversed rows (for c2p and p2p) and the position queries, divided by the
