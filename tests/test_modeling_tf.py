@@ -275,6 +275,24 @@ def test_mixed_precision_runs_and_trains(models, policy):
     assert np.all(np.isfinite(losses))
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_in_blocks_of_queries(models, policy, monkeypatch):
+    """Inference attending per block of 3 queries (`blocked_attention`) runs in float16 / bfloat16, eagerly and with
+    XLA, within mixed precision's tolerance of float32 (test_equivalence checks the blocks' float32 math)."""
+    monkeypatch.setattr(deberta_tf.modeling, "QUERY_BLOCK", 3)
+    monkeypatch.setattr(deberta_tf.modeling, "BLOCKED_SCORES_BYTES", 0)
+    reference = models("relative", "ForMaskedLM")
+    inputs = inputs_for("ForMaskedLM", reference.config)
+    model = deberta_tf.TFDebertaForMaskedLM(reference.config, dtype=policy)
+    model.set_weights(reference.get_weights())
+    attention = model.deberta.encoder.layer[0].attention.self
+    assert attention.use_blocked_attention(3, 11, output_attentions=False, training=False)
+    expected = reference(inputs).logits.numpy()
+    for run in (model, tf.function(lambda batch: model(batch), jit_compile=True)):
+        logits = tf.cast(run(inputs).logits, tf.float32).numpy()
+        np.testing.assert_allclose(logits, expected, atol=MIXED_PRECISION_ATOL[policy])
+
+
 # ----------------------------------------------------------------------------- saving
 def test_get_config_round_trip(models):
     model = models("non_legacy_mlm", "ForMaskedLM")
