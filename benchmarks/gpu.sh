@@ -1,16 +1,21 @@
 #!/bin/sh
-# The GPU rows of docs/performance.md in as few device minutes as possible, most important first; for one
-# H100 from the `device` tool (PyTorch and transformers installed there, no TensorFlow, no network):
+# The GPU rows of docs/performance.md in as few device minutes as possible; for one H100 or H200 from the `device`
+# tool (PyTorch and transformers installed there, no TensorFlow, no network). Name the steps to run, in order;
+# `all` runs every step, the issue's targets first:
 #
-#   sh benchmarks/gpu.sh eager      # agreement.py, then eager bf16 inference and training, fp32 inference (est. 4 min)
-#   sh benchmarks/gpu.sh compile    # torch.compile bf16 inference, ours and the reference; agreement.py --compile
+#   sh benchmarks/gpu.sh all
+#   sh benchmarks/gpu.sh fp32 agreement-compile    # e.g. what a first call had no time left for
+#
+# Steps: agreement (agreement.py, eager), infer (bf16 inference at 32x128, 16x512, 4x2048 with the matmul bound),
+# train (bf16 training steps at 16x512 and 4x2048), compile (torch.compile bf16 inference, ours and the reference),
+# fp32 (fp32 inference), agreement-compile (agreement.py --compile).
 #
 # Tables go to stdout and, with every row as it is measured, to $OUT (the device tool's result folder), so
 # that a run cut short keeps what it measured. To try the script on a CPU first, with small shapes:
 #   DEVICE=cpu SHAPES=1x128 TRAIN_SHAPES=1x128 AGREEMENT_SHAPE=2x64 REPEATS=1 OUT=/tmp/gpu \
-#     PYTHON=benchmarks/.venv-ref/bin/python sh benchmarks/gpu.sh eager
+#     PYTHON=benchmarks/.venv-ref/bin/python sh benchmarks/gpu.sh all
 set -u
-stage=${1:?usage: gpu.sh eager|compile}
+[ $# -gt 0 ] || { echo "usage: gpu.sh all | STEP..." >&2; exit 2; }
 DEVICE=${DEVICE:-cuda}
 SHAPES=${SHAPES:-32x128,16x512,4x2048}         # the issue's inference shapes
 TRAIN_SHAPES=${TRAIN_SHAPES:-16x512,4x2048}    # its training shapes
@@ -21,6 +26,7 @@ PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.." || exit 1
 export PYTHONUNBUFFERED=1
+[ "$*" = all ] && set -- agreement infer train compile fp32 agreement-compile
 
 bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
     name=$1
@@ -33,20 +39,17 @@ bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
     date -u
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
     $PYTHON -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-    case $stage in
-    eager)
-        $PYTHON benchmarks/agreement.py --device "$DEVICE" --shape "$AGREEMENT_SHAPE"
-        bench infer-bf16 --dtype bfloat16 --shapes "$SHAPES" --impls bound-pt,ref-pt,ours-pt
-        bench train-bf16 --dtype bfloat16 --mode train --shapes "$TRAIN_SHAPES" --impls ref-pt,ours-pt
-        bench infer-fp32 --dtype float32 --shapes "$SHAPES" --impls bound-pt,ref-pt,ours-pt
-        ;;
-    compile)
-        bench infer-bf16-compile --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt-compile,ours-pt-compile
-        $PYTHON benchmarks/agreement.py --device "$DEVICE" --shape "$AGREEMENT_SHAPE" --compile
-        ;;
-    *)
-        echo "unknown stage $stage: eager or compile" >&2
-        exit 2
-        ;;
-    esac
-} 2>&1 | tee "$OUT/$stage.log"
+    for step in "$@"; do
+        echo "# step $step, $(date -u +%T)"
+        case $step in
+        agreement) $PYTHON benchmarks/agreement.py --device "$DEVICE" --shape "$AGREEMENT_SHAPE" ;;
+        infer) bench infer-bf16 --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt,ours-pt,bound-pt ;;
+        train) bench train-bf16 --dtype bfloat16 --mode train --shapes "$TRAIN_SHAPES" --impls ref-pt,ours-pt ;;
+        compile) bench infer-bf16-compile --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt-compile,ours-pt-compile ;;
+        fp32) bench infer-fp32 --dtype float32 --shapes "$SHAPES" --impls ref-pt,ours-pt,bound-pt ;;
+        agreement-compile) $PYTHON benchmarks/agreement.py --device "$DEVICE" --shape "$AGREEMENT_SHAPE" --compile ;;
+        *) echo "unknown step $step" >&2 ;;
+        esac
+    done
+    echo "# done $(date -u +%T)"
+} 2>&1 | tee -a "$OUT/gpu.log"
