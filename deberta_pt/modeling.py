@@ -350,7 +350,8 @@ class DisentangledSelfAttention(nn.Module):
         Kr / Qr are the position keys / queries (`position_layers`) of the row of a distance: (B, H, L, L).
 
         query_layer and the position queries are already divided by the scale. c2p is built per block of queries
-        and p2c per block of keys (`rules.relative_windows`) into one buffer.
+        and p2c per block of keys (`rules.relative_windows`) into one buffer, or concatenated where autograd
+        records them.
         """
         length = query_layer.shape[-2]
         score = None
@@ -370,9 +371,16 @@ class DisentangledSelfAttention(nn.Module):
     ) -> torch.Tensor:
         """score + c2p (content: queries (B, H, L, d), positions: the reversed position keys (H, 2L, d)) or,
         transposed, + p2c (content: keys, positions: the position queries): (B, H, L, L), added in place; a
-        new buffer when score is None. Per block of queries (keys), `rules.relative_windows`."""
+        new buffer when score is None. Per block of queries (keys), `rules.relative_windows`.
+
+        Where autograd records the scores, the blocks are concatenated instead, as the Keras model does: autograd
+        answers each write into a slice of a buffer that needs a gradient by copying the whole (B, H, L, L)
+        gradient in the backward, about 40 times per layer at L = 2048.
+        """
         length = content.shape[-2]
+        recorded = torch.is_grad_enabled() and (content.requires_grad or positions.requires_grad)
         fresh = score is None
+        blocks = []
         windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block)
         for start, stop, inner_start, inner_stop, lo, hi in windows:
             block = content[:, :, start:stop]
@@ -380,9 +388,14 @@ class DisentangledSelfAttention(nn.Module):
             pieces = [(inner_start, inner_stop, band)]
             # beyond the span every distance reads the first or last row: one score per query (key), broadcast
             if inner_start > 0:
-                pieces.append((0, inner_start, beyond_span(block, positions[:, :1], transposed)))
+                pieces.insert(0, (0, inner_start, beyond_span(block, positions[:, :1], transposed)))
             if inner_stop < length:
                 pieces.append((inner_stop, length, beyond_span(block, positions[:, -1:], transposed)))
+            if recorded:
+                shapes = [(b - a, stop - start) if transposed else (stop - start, b - a) for a, b, _ in pieces]
+                values = [value.expand(*value.shape[:-2], *shape) for (_, _, value), shape in zip(pieces, shapes)]
+                blocks.append(torch.cat(values, dim=-2 if transposed else -1))
+                continue
             for piece_start, piece_stop, value in pieces:
                 if score is None:
                     # the dtype of the products, which autocast may lower
@@ -395,6 +408,9 @@ class DisentangledSelfAttention(nn.Module):
                     target.copy_(value)
                 else:
                     target.add_(value)
+        if recorded:
+            value = torch.cat(blocks, dim=-1 if transposed else -2)
+            return value if score is None else score.add_(value)
         return score
 
 

@@ -123,35 +123,62 @@ def test_relative_band_equals_a_gather(rows):
     assert torch.equal(band, scores[:, :, a, rows + j - a].transpose(-1, -2))
 
 
+def autograd_nodes(tensor: torch.Tensor) -> set:
+    """The names of the backward nodes that `tensor` depends on."""
+    seen, names, todo = set(), set(), [tensor.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("recorded", [False, True])  # scores into one buffer / concatenated, autograd recording
 @pytest.mark.parametrize("block", [256, 2, 3])  # one block; blocks of 2 and 3 positions (uneven last block)
-def test_attention_against_a_direct_computation(block):
-    """One relative-attention layer written out from the formulas, score by score."""
+def test_attention_against_a_direct_computation(block, recorded):
+    """One relative-attention layer written out from the formulas, score by score; where autograd records the
+    layer, also the gradients of its input and of every weight it reads."""
     config = make_config("relative", num_hidden_layers=1, max_relative_positions=3)
     model = build("Model", config, std=0.1)
     att = model.encoder.layer[0].attention.self
     att.relative_block = block
-    x = torch.randn(1, 5, config.hidden_size)
+    x = torch.randn(1, 5, config.hidden_size, requires_grad=True)
     H, d = config.num_attention_heads, config.hidden_size // config.num_attention_heads
-    w = att.in_proj.weight.view(H, 3 * d, config.hidden_size)  # per-head interleaved q, k, v rows
     rel = model.encoder.rel_embeddings.weight  # (2R, hidden), R = 3, span = min(5, 3) = 3
-    kr = (rel @ att.pos_proj.weight.T).view(6, H, d)
-    qr = (rel @ att.pos_q_proj.weight.T + att.pos_q_proj.bias).view(6, H, d)
     scale = math.sqrt(d * 3)
-    expected = torch.zeros(1, 5, config.hidden_size)
-    for h in range(H):
-        q = x[0] @ w[h, :d].T + att.q_bias.view(H, d)[h]
-        k = x[0] @ w[h, d : 2 * d].T
-        v = x[0] @ w[h, 2 * d :].T + att.v_bias.view(H, d)[h]
-        scores = torch.zeros(5, 5)
-        for i in range(5):
-            for j in range(5):
-                r = min(max(i - j + 3, 0), 5)
-                scores[i, j] = (q[i] @ k[j] + q[i] @ kr[r, h] + k[j] @ qr[r, h]) / scale
-        expected[0, :, h * d : (h + 1) * d] = torch.softmax(scores, -1) @ v
+
+    def direct() -> torch.Tensor:
+        w = att.in_proj.weight.view(H, 3 * d, config.hidden_size)  # per-head interleaved q, k, v rows
+        kr = (rel @ att.pos_proj.weight.T).view(6, H, d)
+        qr = (rel @ att.pos_q_proj.weight.T + att.pos_q_proj.bias).view(6, H, d)
+        heads = []
+        for h in range(H):
+            q = x[0] @ w[h, :d].T + att.q_bias.view(H, d)[h]
+            k = x[0] @ w[h, d : 2 * d].T
+            v = x[0] @ w[h, 2 * d :].T + att.v_bias.view(H, d)[h]
+            scores = torch.stack([torch.stack([
+                q[i] @ k[j] + q[i] @ kr[min(max(i - j + 3, 0), 5), h] + k[j] @ qr[min(max(i - j + 3, 0), 5), h]
+                for j in range(5)]) for i in range(5)]) / scale
+            heads.append(torch.softmax(scores, -1) @ v)
+        return torch.cat(heads, -1)[None]
+
     mask = torch.ones(1, 1, 5, 5, dtype=torch.bool)
     rows = deberta_pt.modeling.build_relative_position(5, 3, 3, x.device)
-    got, _ = att(x, mask, rel_embeddings=rel[rows])
+    with torch.set_grad_enabled(recorded):
+        got, _ = att(x, mask, rel_embeddings=rel[rows])
+    expected = direct()
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    if recorded:
+        # the scores of several blocks, with positions beyond the span: concatenated, not written into slices
+        assert "CatBackward0" in autograd_nodes(got) and "CopySlices" not in autograd_nodes(got)
+        inputs = [x, rel, *att.parameters()]
+        probe = torch.randn_like(got)
+        for a, b in zip(torch.autograd.grad((got * probe).sum(), inputs),
+                        torch.autograd.grad((expected * probe).sum(), inputs)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_losses_against_direct_computation():
