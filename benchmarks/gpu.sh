@@ -8,7 +8,8 @@
 #
 # Steps: agreement (agreement.py, eager), infer (bf16 inference at 32x128, 16x512, 4x2048 with the matmul bound),
 # train (bf16 training steps at 16x512 and 4x2048), compile (torch.compile bf16 inference, ours and the reference),
-# fp32 (fp32 inference), agreement-compile (agreement.py --compile).
+# fp32 (fp32 inference), agreement-compile (agreement.py --compile), profile (profile_pt.py: where our eager model's
+# time goes, bf16 inference at 32x128 and training at 16x512 and 4x2048).
 #
 # Tables go to stdout and, with every row as it is measured, to $OUT (the device tool's result folder), so
 # that a run cut short keeps what it measured. To try the script on a CPU first, with small shapes:
@@ -26,7 +27,7 @@ PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.." || exit 1
 export PYTHONUNBUFFERED=1
-[ "$*" = all ] && set -- agreement infer train compile fp32 agreement-compile
+[ "$*" = all ] && set -- agreement infer train compile fp32 agreement-compile profile
 
 bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
     name=$1
@@ -48,6 +49,8 @@ bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
         compile) bench infer-bf16-compile --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt-compile,ours-pt-compile ;;
         fp32) bench infer-fp32 --dtype float32 --shapes "$SHAPES" --impls ref-pt,ours-pt,bound-pt ;;
         agreement-compile) $PYTHON benchmarks/agreement.py --device "$DEVICE" --shape "$AGREEMENT_SHAPE" --compile ;;
+        profile) $PYTHON benchmarks/profile_pt.py --device "$DEVICE" --dtype bfloat16 --top 14 \
+            --cases "${PROFILE_CASES:-infer:32x128,train:16x512,train:4x2048}" ;;
         *) echo "unknown step $step" >&2 ;;
         esac
     done
