@@ -105,11 +105,17 @@ def position_scores(content: torch.Tensor, positions: torch.Tensor) -> torch.Ten
     return (flat @ positions.transpose(-1, -2)).view(heads, batch, rows, -1).transpose(0, 1)
 
 
-def beyond_span(content: torch.Tensor, row: torch.Tensor, transposed: bool) -> torch.Tensor:
-    """(B, H, n, d) x (H, 1, d) -> (B, H, n, 1), or (B, H, 1, n) when transposed: the one score a query (key)
-    of the block has against every position beyond the span, to broadcast."""
-    scores = position_scores(content, row)
-    return scores.transpose(-1, -2) if transposed else scores
+def span_edges(content: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(B, H, L, d) queries or keys x (H, 2L, d) position rows -> (B, H, L, 2): the scores against the first and
+    the last row, the ones every distance beyond the span reads. One product for all blocks."""
+    return position_scores(content, positions[:, :: positions.shape[1] - 1])
+
+
+def beyond_span(edge: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """(B, H, n, 1) scores of a block's queries (keys) against the first or last position row -> (B, H, n, 1),
+    or (B, H, 1, n) when transposed: the one score each has against every position beyond the span, to
+    broadcast."""
+    return edge.transpose(-1, -2) if transposed else edge
 
 
 class SavedProbabilitiesAttention(torch.autograd.Function):
@@ -310,12 +316,12 @@ class DisentangledSelfAttention(nn.Module):
         """The fused kernel with the relative-position terms and the padding of the keys as one additive bias;
         padded queries are zeroed on the output."""
         token = attention_mask.diagonal(dim1=-2, dim2=-1)  # (B, 1, L): position i is a token
-        # in the bias's own dtype, which autocast may lower; finite, so that rows with no valid key stay NaN-free
+        # finite in the bias's dtype (which autocast may lower), so that rows with no valid key stay NaN-free;
+        # a float32 tensor, made in one kernel, and rounded to that dtype where it is added
         dtype = query_layer.dtype if rel_att is None else rel_att.dtype
-        key_bias = torch.zeros(token.shape, dtype=dtype, device=token.device)
-        key_bias = key_bias.masked_fill_(~token, torch.finfo(dtype).min / 2)[:, :, None, :]
+        key_bias = torch.where(token, 0.0, torch.finfo(dtype).min / 2)[:, :, None, :]
         # added, not filled with the (B, 1, L, L) mask: a broadcast masked_fill_ is several times slower
-        bias = key_bias if rel_att is None else rel_att.add_(key_bias)  # rel_att is a fresh tensor
+        bias = key_bias.to(dtype) if rel_att is None else rel_att.add_(key_bias)  # rel_att is a fresh tensor
         dropout_p = self.dropout.p if self.training else 0.0
         if bias.requires_grad and bias.device.type in SAVED_PROBABILITIES_DEVICES:
             context = SavedProbabilitiesAttention.apply(query_layer, key_layer, value_layer, bias, dropout_p)
@@ -326,7 +332,7 @@ class DisentangledSelfAttention(nn.Module):
                 context = F.scaled_dot_product_attention(
                     query_layer, key_layer, value_layer, attn_mask=bias, dropout_p=dropout_p, scale=1.0
                 )
-        return context.masked_fill(~token[..., None], 0.0)
+        return torch.where(token[..., None], context, 0.0)
 
     def position_layers(self, rel_embeddings: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """The position keys of the reversed rows (for c2p and p2p) and the position queries, divided by the
@@ -382,15 +388,17 @@ class DisentangledSelfAttention(nn.Module):
         fresh = score is None
         blocks = []
         windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block)
+        # beyond the span every distance reads the first or last row: one score per query (key) and side
+        beyond = any(inner_start > 0 or inner_stop < length for _, _, inner_start, inner_stop, _, _ in windows)
+        edges = span_edges(content, positions) if beyond else None
         for start, stop, inner_start, inner_stop, lo, hi in windows:
             block = content[:, :, start:stop]
             band = relative_band(position_scores(block, positions[:, lo:hi]), inner_stop - inner_start, transposed)
             pieces = [(inner_start, inner_stop, band)]
-            # beyond the span every distance reads the first or last row: one score per query (key), broadcast
             if inner_start > 0:
-                pieces.insert(0, (0, inner_start, beyond_span(block, positions[:, :1], transposed)))
+                pieces.insert(0, (0, inner_start, beyond_span(edges[:, :, start:stop, :1], transposed)))
             if inner_stop < length:
-                pieces.append((inner_stop, length, beyond_span(block, positions[:, -1:], transposed)))
+                pieces.append((inner_stop, length, beyond_span(edges[:, :, start:stop, 1:], transposed)))
             if recorded:
                 shapes = [(b - a, stop - start) if transposed else (stop - start, b - a) for a, b, _ in pieces]
                 values = [value.expand(*value.shape[:-2], *shape) for (_, _, value), shape in zip(pieces, shapes)]

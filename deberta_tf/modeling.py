@@ -99,11 +99,17 @@ def position_scores(content: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
     return tf.matmul(content, positions[None], transpose_b=True)
 
 
-def beyond_span(content: tf.Tensor, row: tf.Tensor, count, transposed: bool) -> tf.Tensor:
-    """(B, H, n, d) x (H, 1, d) -> (B, H, n, count), or (B, H, count, n) when transposed: the one score a query
-    (key) of the block has against every position beyond the span, repeated."""
-    scores = position_scores(content, row)
-    scores = tf.broadcast_to(scores, [*shape_list(scores)[:-1], count])
+def span_edges(content: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
+    """(B, H, L, d) queries or keys x (H, 2L, d) position rows -> (B, H, L, 2): the scores against the first and
+    the last row, the ones every distance beyond the span reads. One product for all blocks; static shapes."""
+    return position_scores(content, positions[:, :: shape_list(positions)[1] - 1])
+
+
+def beyond_span(edge: tf.Tensor, count, transposed: bool) -> tf.Tensor:
+    """(B, H, n, 1) scores of a block's queries (keys) against the first or last position row -> (B, H, n, count),
+    or (B, H, count, n) when transposed: the one score each has against every position beyond the span,
+    repeated."""
+    scores = tf.broadcast_to(edge, [*shape_list(edge)[:-1], count])
     return tf.linalg.matrix_transpose(scores) if transposed else scores
 
 
@@ -414,9 +420,9 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             return band
         # the band between the scores against the first and the last position row, then cut to the L keys
         outside = length - width
+        edges = span_edges(queries, pos_key_layer)
         wide = concat([
-            beyond_span(queries, pos_key_layer[:, :1], outside, False), band,
-            beyond_span(queries, pos_key_layer[:, -1:], outside, False),
+            beyond_span(edges[..., :1], outside, False), band, beyond_span(edges[..., 1:], outside, False)
         ], axis=-1)
         return tf.slice(wide, [0, 0, 0, outside - first], [*shape_list(wide)[:-1], length])
 
@@ -480,15 +486,19 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         length = shape_list(content)[-2]
         blocks = []
         windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block)
+        # beyond the span every distance reads the first or last row: one score per query (key) and side
+        beyond = isinstance(length, int) and any(
+            inner_start > 0 or inner_stop < length for _, _, inner_start, inner_stop, _, _ in windows
+        )
+        edges = span_edges(content, positions) if beyond else None
         for start, stop, inner_start, inner_stop, lo, hi in windows:
             block = content[:, :, start:stop]
             band = relative_band(position_scores(block, positions[:, lo:hi]), inner_stop - inner_start, transposed)
             pieces = [band]
-            # beyond the span every distance reads the first or last row: one score per query (key), repeated
-            if inner_start > 0:
-                pieces.insert(0, beyond_span(block, positions[:, :1], inner_start, transposed))
-            if isinstance(length, int) and inner_stop < length:
-                pieces.append(beyond_span(block, positions[:, -1:], length - inner_stop, transposed))
+            if beyond and inner_start > 0:
+                pieces.insert(0, beyond_span(edges[:, :, start:stop, :1], inner_start, transposed))
+            if beyond and inner_stop < length:
+                pieces.append(beyond_span(edges[:, :, start:stop, 1:], length - inner_stop, transposed))
             blocks.append(concat(pieces, axis=-2 if transposed else -1))
         return concat(blocks, axis=-1 if transposed else -2)
 
