@@ -3,6 +3,7 @@
     python benchmarks/bench.py                       # CPU, float32, inference, every implementation found
     python benchmarks/bench.py --mode train --shapes 8x128,2x512
     python benchmarks/bench.py --device cuda --dtype bfloat16 --impls ours-pt,ours-pt-compile,ref-pt,ref-pt-compile
+    python benchmarks/bench.py --device cuda --dtype bfloat16 --impls ref-pt-graphs,ours-pt-graphs   # CUDA graphs
 
 Shape: 12 layers, hidden 768, 12 heads, relative attention c2p|p2c, span 512, vocab 50265, random weights.
 Every measurement runs in a fresh subprocess (so peak memory is that run's own) on the same saved weights.
@@ -37,6 +38,9 @@ BASE_SHAPE = dict(
 # output, feed-forward), on the same BLAS: no exact forward can beat its tokens/s.
 IMPLS = ("bound-pt", "ref-pt", "ref-pt-compile", "ref-tf-graph", "ref-tf-xla",
          "ours-pt", "ours-pt-compile", "ours-tf-graph", "ours-tf-xla")
+# `torch.compile` modes by the impl's last word. "graphs" (CUDA graphs: one launch replays the whole forward)
+# is named only on a GPU, `--impls ref-pt-graphs,ours-pt-graphs`; on a CPU it is the default mode.
+COMPILE_MODES = {"compile": "default", "graphs": "reduce-overhead"}
 
 
 def current_rss_bytes() -> int:
@@ -104,7 +108,8 @@ def run_pt(impl: str, folder: str, batch: int, length: int, mode: str, device: s
     ids = torch.randint(5, BASE_SHAPE["vocab_size"], (batch, length), device=device)
     mask = torch.ones(batch, length, dtype=torch.long, device=device)
     labels = torch.where(torch.rand(batch, length, device=device) < 0.15, ids, -100)
-    fn = torch.compile(model) if impl.endswith("compile") else model
+    compile_mode = COMPILE_MODES.get(impl.rsplit("-", 1)[-1])
+    fn = torch.compile(model, mode=compile_mode) if compile_mode else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5) if mode == "train" else None
 
     def step():

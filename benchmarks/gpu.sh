@@ -8,6 +8,7 @@
 #
 # Steps: agreement (agreement.py, eager), infer (bf16 inference at 32x128, 16x512, 4x2048 with the matmul bound),
 # train (bf16 training steps at 16x512 and 4x2048), compile (torch.compile bf16 inference, ours and the reference),
+# graphs (the same with mode="reduce-overhead", i.e. CUDA graphs),
 # fp32 (fp32 inference), agreement-compile (agreement.py --compile), profile (profile_pt.py: where our eager model's
 # time goes, bf16 inference at 32x128 and training at 16x512 and 4x2048).
 #
@@ -27,7 +28,7 @@ PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.." || exit 1
 export PYTHONUNBUFFERED=1
-[ "$*" = all ] && set -- agreement infer train compile fp32 agreement-compile profile
+[ "$*" = all ] && set -- agreement infer train compile graphs fp32 agreement-compile profile
 
 bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
     name=$1
@@ -47,6 +48,7 @@ bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
         infer) bench infer-bf16 --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt,ours-pt,bound-pt ;;
         train) bench train-bf16 --dtype bfloat16 --mode train --shapes "$TRAIN_SHAPES" --impls ref-pt,ours-pt ;;
         compile) bench infer-bf16-compile --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt-compile,ours-pt-compile ;;
+        graphs) bench infer-bf16-graphs --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt-graphs,ours-pt-graphs ;;
         fp32) bench infer-fp32 --dtype float32 --shapes "$SHAPES" --impls ref-pt,ours-pt,bound-pt ;;
         agreement-compile) $PYTHON benchmarks/agreement.py --device "$DEVICE" --shape "$AGREEMENT_SHAPE" --compile ;;
         profile) $PYTHON benchmarks/profile_pt.py --device "$DEVICE" --dtype bfloat16 --top 14 \
