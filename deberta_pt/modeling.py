@@ -118,6 +118,96 @@ def beyond_span(edge: torch.Tensor, transposed: bool) -> torch.Tensor:
     return edge.transpose(-1, -2) if transposed else edge
 
 
+def block_region(scores: torch.Tensor, start: int, stop: int, first: int, last: int, transposed: bool) -> torch.Tensor:
+    """The view of (B, H, L, L) scores that holds the block start:stop of queries (c2p) against the keys
+    first:last, (B, H, n, p); or, transposed (p2c), the queries first:last against the block of keys, (B, H, p, n)."""
+    if transposed:
+        return scores[:, :, first:last, start:stop]
+    return scores[:, :, start:stop, first:last]
+
+
+def add_relative_scores(
+    score: Optional[torch.Tensor], content: torch.Tensor, positions: torch.Tensor, windows: list, transposed: bool
+) -> torch.Tensor:
+    """score + c2p or, transposed, + p2c (see `DisentangledSelfAttention.relative_scores`), block by block of
+    `windows` (`rules.relative_windows`), written in place into score or into a new buffer when score is None."""
+    length = content.shape[-2]
+    fresh = score is None
+    # beyond the span every distance reads the first or last row: one score per query (key) and side
+    beyond = any(inner_start > 0 or inner_stop < length for _, _, inner_start, inner_stop, _, _ in windows)
+    edges = span_edges(content, positions) if beyond else None
+    for start, stop, inner_start, inner_stop, lo, hi in windows:
+        band = relative_band(
+            position_scores(content[:, :, start:stop], positions[:, lo:hi]), inner_stop - inner_start, transposed
+        )
+        pieces = [(inner_start, inner_stop, band)]
+        if inner_start > 0:
+            pieces.insert(0, (0, inner_start, beyond_span(edges[:, :, start:stop, :1], transposed)))
+        if inner_stop < length:
+            pieces.append((inner_stop, length, beyond_span(edges[:, :, start:stop, 1:], transposed)))
+        for first, last, value in pieces:
+            if score is None:
+                # the dtype of the products, which autocast may lower
+                score = value.new_empty(*content.shape[:-2], length, length)
+            target = block_region(score, start, stop, first, last, transposed)
+            if fresh:
+                target.copy_(value)
+            else:
+                target.add_(value)
+    return score
+
+
+class RelativeScores(torch.autograd.Function):
+    """`add_relative_scores` into a new buffer, (B, H, L, L), for where autograd records the scores (training).
+
+    Recorded by autograd, every write into a slice of the buffer would copy the whole (B, H, L, L) gradient in
+    the backward (its CopySlices node), and each block's band, two slices and a transpose of its (n, n + m)
+    products, would cost two zero buffers and three copies of them. This backward writes a block's band of the
+    gradient into one zero buffer laid out as the products are and multiplies it out, and sums the gradient
+    beyond the span per query (key). It saves only its two inputs (autograd would keep a copy of each block).
+    """
+
+    @staticmethod
+    def forward(ctx, content, positions, windows: list, transposed: bool):
+        ctx.save_for_backward(content, positions)
+        ctx.windows, ctx.transposed = windows, transposed
+        scores = add_relative_scores(None, content, positions, windows, transposed)
+        ctx.dtype = scores.dtype  # the products', which autocast may lower: the backward multiplies in it too
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad):  # torch operations only, so that autograd can differentiate it again
+        inputs = ctx.saved_tensors
+        content, positions = (x.to(ctx.dtype) for x in inputs)
+        windows, transposed = ctx.windows, ctx.transposed
+        batch, heads, length, head_size = content.shape
+        grad_content = content.new_empty(heads, batch, length, head_size)  # head-major, as the products are
+        grad_positions = torch.zeros_like(positions)
+        grad_edges = None
+        for start, stop, inner_start, inner_stop, lo, hi in windows:
+            size, width = stop - start, hi - lo
+            grad_products = content.new_zeros(heads, batch, size, width)
+            band = relative_band(grad_products.transpose(0, 1), inner_stop - inner_start, transposed)
+            band.copy_(block_region(grad, start, stop, inner_start, inner_stop, transposed))
+            grad_products = grad_products.view(heads, batch * size, width)
+            grad_block = grad_products @ positions[:, lo:hi]
+            grad_content[:, :, start:stop] = grad_block.view(heads, batch, size, head_size)
+            block = content[:, :, start:stop].transpose(0, 1).reshape(heads, batch * size, head_size)
+            grad_positions[:, lo:hi].baddbmm_(grad_products.transpose(1, 2), block)
+            for side, (first, last) in enumerate(((0, inner_start), (inner_stop, length))):
+                if first < last:
+                    if grad_edges is None:
+                        grad_edges = content.new_zeros(batch, heads, length, 2)
+                    region = block_region(grad, start, stop, first, last, transposed)
+                    grad_edges[:, :, start:stop, side] = region.sum(-2 if transposed else -1)
+        grad_content = grad_content.transpose(0, 1)
+        if grad_edges is not None:  # span_edges' backward
+            edge_rows = positions[:, :: positions.shape[1] - 1]
+            grad_content = grad_content + grad_edges @ edge_rows
+            grad_positions[:, :: positions.shape[1] - 1] += torch.einsum("bhls,bhld->hsd", grad_edges, content)
+        return grad_content.to(inputs[0].dtype), grad_positions.to(inputs[1].dtype), None, None
+
+
 class SavedProbabilitiesAttention(torch.autograd.Function):
     """softmax(q k^T + bias) v with dropout p, for a bias (B, H, L, L) that needs a gradient, on CPU.
 
@@ -377,49 +467,15 @@ class DisentangledSelfAttention(nn.Module):
     ) -> torch.Tensor:
         """score + c2p (content: queries (B, H, L, d), positions: the reversed position keys (H, 2L, d)) or,
         transposed, + p2c (content: keys, positions: the position queries): (B, H, L, L), added in place; a
-        new buffer when score is None. Per block of queries (keys), `rules.relative_windows`.
-
-        Where autograd records the scores, the blocks are concatenated instead, as the Keras model does: autograd
-        answers each write into a slice of a buffer that needs a gradient by copying the whole (B, H, L, L)
-        gradient in the backward, about 40 times per layer at L = 2048.
+        new buffer when score is None. Per block of queries (keys), `rules.relative_windows`; through
+        `RelativeScores` where autograd records them.
         """
         length = content.shape[-2]
-        recorded = torch.is_grad_enabled() and (content.requires_grad or positions.requires_grad)
-        fresh = score is None
-        blocks = []
         windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block)
-        # beyond the span every distance reads the first or last row: one score per query (key) and side
-        beyond = any(inner_start > 0 or inner_stop < length for _, _, inner_start, inner_stop, _, _ in windows)
-        edges = span_edges(content, positions) if beyond else None
-        for start, stop, inner_start, inner_stop, lo, hi in windows:
-            block = content[:, :, start:stop]
-            band = relative_band(position_scores(block, positions[:, lo:hi]), inner_stop - inner_start, transposed)
-            pieces = [(inner_start, inner_stop, band)]
-            if inner_start > 0:
-                pieces.insert(0, (0, inner_start, beyond_span(edges[:, :, start:stop, :1], transposed)))
-            if inner_stop < length:
-                pieces.append((inner_stop, length, beyond_span(edges[:, :, start:stop, 1:], transposed)))
-            if recorded:
-                shapes = [(b - a, stop - start) if transposed else (stop - start, b - a) for a, b, _ in pieces]
-                values = [value.expand(*value.shape[:-2], *shape) for (_, _, value), shape in zip(pieces, shapes)]
-                blocks.append(torch.cat(values, dim=-2 if transposed else -1))
-                continue
-            for piece_start, piece_stop, value in pieces:
-                if score is None:
-                    # the dtype of the products, which autocast may lower
-                    score = value.new_empty(*content.shape[:-2], length, length)
-                if transposed:
-                    target = score[:, :, piece_start:piece_stop, start:stop]
-                else:
-                    target = score[:, :, start:stop, piece_start:piece_stop]
-                if fresh:
-                    target.copy_(value)
-                else:
-                    target.add_(value)
-        if recorded:
-            value = torch.cat(blocks, dim=-1 if transposed else -2)
+        if torch.is_grad_enabled() and (content.requires_grad or positions.requires_grad):
+            value = RelativeScores.apply(content, positions, windows, transposed)
             return value if score is None else score.add_(value)
-        return score
+        return add_relative_scores(score, content, positions, windows, transposed)
 
 
 class DebertaSelfOutput(nn.Module):

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import deberta_common.rules
 import deberta_pt
 from deberta_common.checkpoints import CheckpointError
 from variants import HEADS, VARIANTS, make_batch, make_config, make_labels
@@ -172,13 +173,46 @@ def test_attention_against_a_direct_computation(block, recorded):
     expected = direct()
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     if recorded:
-        # the scores of several blocks, with positions beyond the span: concatenated, not written into slices
-        assert "CatBackward0" in autograd_nodes(got) and "CopySlices" not in autograd_nodes(got)
+        # the scores of several blocks, with positions beyond the span: one node, not writes into slices
+        assert "RelativeScoresBackward" in autograd_nodes(got) and "CopySlices" not in autograd_nodes(got)
         inputs = [x, rel, *att.parameters()]
         probe = torch.randn_like(got)
         for a, b in zip(torch.autograd.grad((got * probe).sum(), inputs),
                         torch.autograd.grad((expected * probe).sum(), inputs)):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("transposed", [False, True])  # c2p, p2c
+@pytest.mark.parametrize("block", [256, 2, 3])
+def test_relative_scores_gradients(block, transposed):
+    """`RelativeScores`' backward, and the backward of its backward (second derivatives, which the plain attention
+    supports), against numerical derivatives (float64): batch 2, 2 heads, 7 positions, span 3, so that blocks of
+    2 or 3 have scores beyond the span on both sides."""
+    length, span = 7, 3
+    windows = deberta_common.rules.relative_windows(length, span, transposed, block)
+    assert block > length or (any(w[2] > 0 for w in windows) and any(w[3] < length for w in windows))
+    content = torch.randn(2, 2, length, 4, dtype=torch.float64, requires_grad=True)
+    positions = torch.randn(2, 2 * length, 4, dtype=torch.float64, requires_grad=True)
+    function = deberta_pt.modeling.RelativeScores.apply
+    assert torch.autograd.gradcheck(lambda c, p: function(c, p, windows, transposed), (content, positions))
+    assert torch.autograd.gradgradcheck(lambda c, p: function(c, p, windows, transposed), (content, positions))
+    # and the same scores as without autograd
+    with torch.no_grad():
+        expected = deberta_pt.modeling.add_relative_scores(None, content, positions, windows, transposed)
+    torch.testing.assert_close(function(content, positions, windows, transposed), expected, rtol=0, atol=0)
+    # under autocast, with float32 queries (q + q_bias) and bfloat16 position keys, as in the model: gradients in
+    # the inputs' dtypes, close to autograd's own of the writes into slices
+    content = content.detach().float().requires_grad_()
+    positions = positions.detach().bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = function(content, positions, windows, transposed)
+        expected = deberta_pt.modeling.add_relative_scores(None, content, positions, windows, transposed)
+    probe = torch.randn(got.shape)
+    got = torch.autograd.grad((got.float() * probe).sum(), (content, positions))
+    expected = torch.autograd.grad((expected.float() * probe).sum(), (content, positions))
+    for a, b in zip(got, expected):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2 * b.abs().max().item())
 
 
 def test_losses_against_direct_computation():

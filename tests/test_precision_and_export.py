@@ -100,6 +100,27 @@ def test_torch_compile_fullgraph_dynamic(head):
             torch.testing.assert_close(graph[key], eager[key], rtol=0, atol=1e-5)
 
 
+def test_torch_compile_training_matches_eager():
+    """A compiled masked-LM step gives eager's gradients, with the relative scores in blocks of 3 and scores
+    beyond the span (`RelativeScores` and its backward under the compiler)."""
+    config = make_config("short_span", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = build("ForMaskedLM", config, std=0.2).train()
+    for module in model.modules():
+        if isinstance(module, deberta_pt.modeling.DisentangledSelfAttention):
+            module.relative_block = 3
+    batch = {k: torch.from_numpy(v) for k, v in make_batch(config).items()}
+    labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
+
+    def gradients(fn) -> dict:
+        model.zero_grad()
+        fn(**batch, labels=labels).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    eager, graph = gradients(model), gradients(torch.compile(model, fullgraph=True))
+    for name in eager:
+        torch.testing.assert_close(graph[name], eager[name], rtol=0, atol=1e-5, msg=name)
+
+
 def test_torch_export_matches_eager():
     config = make_config("relative", num_labels=3)
     model = build("ForSequenceClassification", config, std=0.2)
