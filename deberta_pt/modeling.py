@@ -105,10 +105,16 @@ def position_scores(content: torch.Tensor, positions: torch.Tensor) -> torch.Ten
     return (flat @ positions.transpose(-1, -2)).view(heads, batch, rows, -1).transpose(0, 1)
 
 
+def edge_rows(positions: torch.Tensor) -> torch.Tensor:
+    """(H, 2L, d) position rows -> the view (H, 2, d) of the first and the last, which every distance beyond the
+    span reads."""
+    return positions[:, :: positions.shape[1] - 1]
+
+
 def span_edges(content: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """(B, H, L, d) queries or keys x (H, 2L, d) position rows -> (B, H, L, 2): the scores against the first and
-    the last row, the ones every distance beyond the span reads. One product for all blocks."""
-    return position_scores(content, positions[:, :: positions.shape[1] - 1])
+    """(B, H, L, d) queries or keys x (H, 2L, d) position rows -> (B, H, L, 2): the scores against `edge_rows`.
+    One product for all blocks."""
+    return position_scores(content, edge_rows(positions))
 
 
 def beyond_span(edge: torch.Tensor, transposed: bool) -> torch.Tensor:
@@ -202,9 +208,8 @@ class RelativeScores(torch.autograd.Function):
                     grad_edges[:, :, start:stop, side] = region.sum(-2 if transposed else -1)
         grad_content = grad_content.transpose(0, 1)
         if grad_edges is not None:  # span_edges' backward
-            edge_rows = positions[:, :: positions.shape[1] - 1]
-            grad_content = grad_content + grad_edges @ edge_rows
-            grad_positions[:, :: positions.shape[1] - 1] += torch.einsum("bhls,bhld->hsd", grad_edges, content)
+            grad_content = grad_content + grad_edges @ edge_rows(positions)
+            edge_rows(grad_positions).add_(torch.einsum("bhls,bhld->hsd", grad_edges, content))
         return grad_content.to(inputs[0].dtype), grad_positions.to(inputs[1].dtype), None, None
 
 

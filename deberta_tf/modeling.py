@@ -99,10 +99,16 @@ def position_scores(content: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
     return tf.matmul(content, positions[None], transpose_b=True)
 
 
+def edge_rows(positions: tf.Tensor) -> tf.Tensor:
+    """(H, 2L, d) position rows -> (H, 2, d), the first and the last, which every distance beyond the span reads.
+    Static shapes."""
+    return positions[:, :: shape_list(positions)[1] - 1]
+
+
 def span_edges(content: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
-    """(B, H, L, d) queries or keys x (H, 2L, d) position rows -> (B, H, L, 2): the scores against the first and
-    the last row, the ones every distance beyond the span reads. One product for all blocks; static shapes."""
-    return position_scores(content, positions[:, :: shape_list(positions)[1] - 1])
+    """(B, H, L, d) queries or keys x (H, 2L, d) position rows -> (B, H, L, 2): the scores against `edge_rows`.
+    One product for all blocks."""
+    return position_scores(content, edge_rows(positions))
 
 
 def beyond_span(edge: tf.Tensor, count, transposed: bool) -> tf.Tensor:
