@@ -206,6 +206,10 @@ def run_tf(impl: str, folder: str, batch: int, length: int, mode: str, device: s
 def worker(args: argparse.Namespace) -> None:
     if args.impl.startswith("ref-tf"):
         os.environ["TF_USE_LEGACY_KERAS"] = "1"  # the reference's TensorFlow models need Keras 2 (tf-keras)
+    if args.relative_block:
+        from deberta_common import rules
+
+        rules.RELATIVE_BLOCK = args.relative_block  # read by our attention layers when they are built
     batch, length = (int(x) for x in args.shape.split("x"))
     runner = run_bound if args.impl == "bound-pt" else run_pt if "-pt" in args.impl else run_tf
     times, peak, later = runner(args.impl, args.folder, batch, length, args.mode, args.device, args.dtype,
@@ -240,7 +244,8 @@ def make_weights(folder: str) -> None:
 def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list, skipped: list, modes: tuple) -> None:
     """One subprocess per (mode, shape, implementation) on the weights in `folder`; a markdown row each."""
     rows = []
-    print(f"# {args.device} {args.dtype}, deberta-base shape, median of {args.repeats}; "
+    block = f"; our relative blocks of {args.relative_block}" if args.relative_block else ""
+    print(f"# {args.device} {args.dtype}, deberta-base shape, median of {args.repeats}{block}; "
           f"not importable here: {', '.join(skipped) or 'none'}")
     print("| mode | impl | shape | tokens/s | peak MiB | later MiB | speed vs ref | memory vs ref | later vs ref |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -251,7 +256,8 @@ def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list
                 if impl == "bound-pt" and mode != "infer":
                     continue
                 cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--shape", shape, "--folder", folder,
-                       "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats)]
+                       "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats),
+                       "--relative-block", str(args.relative_block)]
                 env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
                 try:
                     run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
@@ -289,6 +295,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--relative-block", type=int, default=0,
+                        help="queries (keys) per block of our relative-position scores; 0: the library's own (256)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
