@@ -164,7 +164,8 @@ def add_relative_scores(
 
 
 class RelativeScores(torch.autograd.Function):
-    """`add_relative_scores` into a new buffer, (B, H, L, L), for where autograd records the scores (training).
+    """`add_relative_scores`, in place into score or into a new buffer when score is None, (B, H, L, L), for where
+    autograd records the scores (training).
 
     Recorded by autograd, every write into a slice of the buffer would copy the whole (B, H, L, L) gradient in
     the backward (its CopySlices node), and each block's band, two slices and a transpose of its (n, n + m)
@@ -174,12 +175,14 @@ class RelativeScores(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, content, positions, windows: list, transposed: bool):
+    def forward(ctx, score, content, positions, windows: list, transposed: bool):
         ctx.save_for_backward(content, positions)
-        ctx.windows, ctx.transposed = windows, transposed
-        scores = add_relative_scores(None, content, positions, windows, transposed)
-        ctx.dtype = scores.dtype  # the products', which autocast may lower: the backward multiplies in it too
-        return scores
+        ctx.windows, ctx.transposed, ctx.added = windows, transposed, score is not None
+        if ctx.added:
+            ctx.mark_dirty(score)
+        score = add_relative_scores(score, content, positions, windows, transposed)
+        ctx.dtype = score.dtype  # the products', which autocast may lower: the backward multiplies in it too
+        return score
 
     @staticmethod
     def backward(ctx, grad):  # torch operations only, so that autograd can differentiate it again
@@ -210,7 +213,8 @@ class RelativeScores(torch.autograd.Function):
         if grad_edges is not None:  # span_edges' backward
             grad_content = grad_content + grad_edges @ edge_rows(positions)
             edge_rows(grad_positions).add_(torch.einsum("bhls,bhld->hsd", grad_edges, content))
-        return grad_content.to(inputs[0].dtype), grad_positions.to(inputs[1].dtype), None, None
+        grad_score = grad if ctx.added else None
+        return grad_score, grad_content.to(inputs[0].dtype), grad_positions.to(inputs[1].dtype), None, None
 
 
 class SavedProbabilitiesAttention(torch.autograd.Function):
@@ -478,8 +482,7 @@ class DisentangledSelfAttention(nn.Module):
         length = content.shape[-2]
         windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block)
         if torch.is_grad_enabled() and (content.requires_grad or positions.requires_grad):
-            value = RelativeScores.apply(content, positions, windows, transposed)
-            return value if score is None else score.add_(value)
+            return RelativeScores.apply(score, content, positions, windows, transposed)
         return add_relative_scores(score, content, positions, windows, transposed)
 
 

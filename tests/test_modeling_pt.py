@@ -193,19 +193,25 @@ def test_relative_scores_gradients(block, transposed):
     assert block > length or (any(w[2] > 0 for w in windows) and any(w[3] < length for w in windows))
     content = torch.randn(2, 2, length, 4, dtype=torch.float64, requires_grad=True)
     positions = torch.randn(2, 2 * length, 4, dtype=torch.float64, requires_grad=True)
-    function = deberta_pt.modeling.RelativeScores.apply
-    assert torch.autograd.gradcheck(lambda c, p: function(c, p, windows, transposed), (content, positions))
-    assert torch.autograd.gradgradcheck(lambda c, p: function(c, p, windows, transposed), (content, positions))
+    score = torch.randn(2, 2, length, length, dtype=torch.float64, requires_grad=True)
+
+    def function(c, p, s=None):  # into a new buffer, or added in place into a copy of s
+        return deberta_pt.modeling.RelativeScores.apply(None if s is None else s * 1, c, p, windows, transposed)
+
+    for inputs in ((content, positions), (content, positions, score)):
+        assert torch.autograd.gradcheck(function, inputs)
+        assert torch.autograd.gradgradcheck(function, inputs)
     # and the same scores as without autograd
     with torch.no_grad():
         expected = deberta_pt.modeling.add_relative_scores(None, content, positions, windows, transposed)
-    torch.testing.assert_close(function(content, positions, windows, transposed), expected, rtol=0, atol=0)
+    torch.testing.assert_close(function(content, positions), expected, rtol=0, atol=0)
+    torch.testing.assert_close(function(content, positions, score), score + expected, rtol=0, atol=1e-12)
     # under autocast, with float32 queries (q + q_bias) and bfloat16 position keys, as in the model: gradients in
     # the inputs' dtypes, close to autograd's own of the writes into slices
     content = content.detach().float().requires_grad_()
     positions = positions.detach().bfloat16().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = function(content, positions, windows, transposed)
+        got = function(content, positions)
         expected = deberta_pt.modeling.add_relative_scores(None, content, positions, windows, transposed)
     probe = torch.randn(got.shape)
     got = torch.autograd.grad((got.float() * probe).sum(), (content, positions))
