@@ -455,8 +455,8 @@ class DisentangledSelfAttention(nn.Module):
         Kr / Qr are the position keys / queries (`position_layers`) of the row of a distance: (B, H, L, L).
 
         query_layer and the position queries are already divided by the scale. c2p is built per block of queries
-        and p2c per block of keys (`rules.relative_windows`) into one buffer, or concatenated where autograd
-        records them.
+        and p2c per block of keys (`rules.relative_windows`) into one buffer (through `RelativeScores` where
+        autograd records them).
         """
         length = query_layer.shape[-2]
         score = None

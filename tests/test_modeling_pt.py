@@ -137,7 +137,7 @@ def autograd_nodes(tensor: torch.Tensor) -> set:
     return names
 
 
-@pytest.mark.parametrize("recorded", [False, True])  # scores into one buffer / concatenated, autograd recording
+@pytest.mark.parametrize("recorded", [False, True])  # scores into one buffer; the same through RelativeScores
 @pytest.mark.parametrize("block", [256, 2, 3])  # one block; blocks of 2 and 3 positions (uneven last block)
 def test_attention_against_a_direct_computation(block, recorded):
     """One relative-attention layer written out from the formulas, score by score; where autograd records the
