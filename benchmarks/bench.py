@@ -284,6 +284,13 @@ def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list
                         json.dump(rows, fh, indent=1)
 
 
+def worker_arguments(parser: argparse.ArgumentParser, *names: str) -> None:
+    """--worker and the --names a parent passes to its measuring subprocess, left out of --help."""
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    for name in names:
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impls", default=",".join(IMPLS))
@@ -297,10 +304,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--relative-block", type=int, default=0,
                         help="queries (keys) per block of our relative-position scores; 0: the library's own (256)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--impl", help=argparse.SUPPRESS)
-    parser.add_argument("--shape", help=argparse.SUPPRESS)
-    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    worker_arguments(parser, "impl", "shape", "folder")
     args = parser.parse_args()
     if args.worker:
         return worker(args)

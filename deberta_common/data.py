@@ -77,6 +77,57 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_value: int, length: Option
     return out
 
 
+def pack_sequences(
+    input_ids: Sequence[Sequence[int]], length: int, pad_token_id: int, **others: Sequence[Sequence[int]]
+) -> tuple[dict[str, np.ndarray], list[tuple[int, int, int]]]:
+    """Pack sequences of at most `length` tokens into as few rows of `length` as first-fit decreasing finds,
+    so that a batch of mixed lengths runs with little padding; the models keep the sequences apart.
+
+    Returns the inputs: input_ids (R, length) int64, attention_mask (R, length, length) int8, 1 where query
+    and key belong to one sequence (0 on padding), position_ids (R, length) counting from 0 in each sequence
+    (what a model with absolute positions needs; relative positions depend only on i - j), and each per-token
+    field of `others` (token_type_ids, labels, ...) packed alike, padded with 0 (labels with -100); and where
+    each sequence went, (row, start, stop), in the order given (`unpack_sequences`).
+    """
+    for name, values in others.items():
+        if len(values) != len(input_ids):
+            raise ValueError(f"{name} has {len(values)} sequences, input_ids {len(input_ids)}")
+        for index, (row, ids) in enumerate(zip(values, input_ids)):
+            if len(row) != len(ids):
+                raise ValueError(f"{name}[{index}] has {len(row)} values, input_ids[{index}] {len(ids)}")
+    for index, ids in enumerate(input_ids):
+        if not 0 < len(ids) <= length:
+            raise ValueError(f"input_ids[{index}] has {len(ids)} tokens; each sequence needs 1 to {length}")
+    free: list[int] = []  # tokens used per row
+    places: list[tuple[int, int, int]] = [(0, 0, 0)] * len(input_ids)
+    for index in sorted(range(len(input_ids)), key=lambda i: -len(input_ids[i])):
+        size = len(input_ids[index])
+        row = next((r for r, used in enumerate(free) if used + size <= length), len(free))
+        if row == len(free):
+            free.append(0)
+        places[index] = (row, free[row], free[row] + size)
+        free[row] += size
+    rows = len(free)
+    pads = {name: IGNORE_INDEX if name == "labels" else 0 for name in others}
+    packed = {"input_ids": np.full((rows, length), pad_token_id, dtype=np.int64),
+              "attention_mask": np.zeros((rows, length, length), dtype=np.int8),
+              "position_ids": np.zeros((rows, length), dtype=np.int64),
+              **{name: np.full((rows, length), pad, dtype=np.int64) for name, pad in pads.items()}}
+    for index, (row, start, stop) in enumerate(places):
+        packed["input_ids"][row, start:stop] = input_ids[index]
+        packed["attention_mask"][row, start:stop, start:stop] = 1
+        packed["position_ids"][row, start:stop] = np.arange(stop - start)
+        for name, values in others.items():
+            packed[name][row, start:stop] = values[index]
+    return packed, places
+
+
+def unpack_sequences(values: np.ndarray, places: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:
+    """Per-token outputs of packed rows, (R, length, ...), -> one (n, ...) array per sequence, in the order
+    `pack_sequences` was given them."""
+    return [values[row, start:stop] for row, start, stop in places]
+
+
 class MaskedLMCollator:
     """Pads tokenized examples and masks them anew each call (dynamic masking), whole words optionally."""
 

@@ -89,7 +89,8 @@ def check_input_shapes(
     while tracing); they are then not checked.
 
     Exactly one of input_ids (B, L) and inputs_embeds (B, L, E); B and L at least 1; every other given
-    input (attention_mask, token_type_ids) of shape (B, L); position_ids (B, L) or (1, L).
+    input (attention_mask, token_type_ids) of shape (B, L); position_ids (B, L) or (1, L); attention_mask
+    also (B, L, L), which pairs queries with keys (sequences packed into one row, see `data.pack_sequences`).
     """
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
@@ -105,9 +106,21 @@ def check_input_shapes(
     for other, other_shape in others.items():
         if other_shape is None:
             continue
-        allowed = [(batch, length), (1, length)] if other == "position_ids" else [(batch, length)]
-        fits = len(other_shape) == 2 and any(
-            all(a is None or b is None or a == b for a, b in zip(other_shape, want)) for want in allowed)
+        allowed = {"position_ids": [(batch, length), (1, length)], "attention_mask": [(batch, length),
+                   (batch, length, length)]}.get(other, [(batch, length)])
+        fits = any(len(other_shape) == len(want) and all(a is None or b is None or a == b
+                                                         for a, b in zip(other_shape, want)) for want in allowed)
         if not fits:
-            raise ValueError(f"{other} has shape {tuple(other_shape)}, expected {(batch, length)} like {name}")
+            expected = " or ".join(str(want) for want in allowed)
+            raise ValueError(f"{other} has shape {tuple(other_shape)}, expected {expected} like {name}")
     return batch, length
+
+
+def check_pair_mask(config, attention_mask: Sequence[int] | None) -> None:
+    """Raise ValueError for a (B, L, L) attention_mask where the model scores p2p: its position query is that of
+    the query's index in the row, so sequences packed side by side would not get what they get alone."""
+    if attention_mask is not None and len(attention_mask) == 3 and config.relative_attention \
+            and "p2p" in config.pos_att_type:
+        raise ValueError(f"attention_mask of shape {tuple(attention_mask)} pairs queries with keys, which this model "
+                         f"(pos_att_type {'|'.join(config.pos_att_type)}) cannot take: its p2p scores depend on where "
+                         f"a query sits in its row; pass a (batch, length) mask")

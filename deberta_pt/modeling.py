@@ -267,6 +267,19 @@ def check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
             raise ValueError(f"{name} must be in [0, {limit}), got values in [{low}, {high}]")
 
 
+def token_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) token mask or (B, L, L) pair mask -> (B, L): position i is a token where it may attend to itself."""
+    return attention_mask if attention_mask.dim() == 2 else attention_mask.diagonal(dim1=-2, dim2=-1)
+
+
+def pair_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The layers' (B, 1, 1, L) key mask (query i is a token where key i is) or (B, 1, L, L) pair mask ->
+    (B, 1, L, L) bool, True where query i may attend to key j."""
+    if attention_mask.shape[-2] == 1:
+        return attention_mask & attention_mask.transpose(-1, -2)
+    return attention_mask
+
+
 def check_mask(attention_mask: torch.Tensor) -> None:
     """Raise ValueError unless the mask holds only 0 and 1 (other values would scale the embeddings)."""
     if attention_mask.numel() and not torch.compiler.is_compiling():
@@ -369,7 +382,7 @@ class DisentangledSelfAttention(nn.Module):
         rel_embeddings: Optional[torch.Tensor] = None,
         query_states: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """attention_mask: (B, 1, L, L) bool, True where query i may attend to key j.
+        """attention_mask: (B, 1, 1, L) or (B, 1, L, L) bool (`DebertaEncoder.get_attention_mask`).
         rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`).
         query_states: (B, L, hidden) to build the queries from instead of hidden_states (the Enhanced Mask
         Decoder); keys and values always come from hidden_states."""
@@ -399,6 +412,7 @@ class DisentangledSelfAttention(nn.Module):
 
     def eager_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
         """Plain softmax attention; masked probabilities are exactly 0, rows with no valid key all 0."""
+        attention_mask = pair_mask(attention_mask)
         attention_scores = query_layer @ key_layer.transpose(-1, -2)
         if rel_att is not None:
             attention_scores = attention_scores + rel_att
@@ -412,15 +426,16 @@ class DisentangledSelfAttention(nn.Module):
         return attention_probs @ value_layer, attention_probs
 
     def sdpa_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
-        """The fused kernel with the relative-position terms and the padding of the keys as one additive bias;
-        padded queries are zeroed on the output."""
-        token = attention_mask.diagonal(dim1=-2, dim2=-1)  # (B, 1, L): position i is a token
+        """The fused kernel with the relative-position terms and the mask as one additive bias (the padding of
+        the keys, (B, 1, 1, L), unless the mask pairs queries with keys); padded queries are zeroed on the output."""
+        packed = attention_mask.shape[-2] > 1
+        token = attention_mask.diagonal(dim1=-2, dim2=-1) if packed else attention_mask[:, :, 0]  # (B, 1, L)
         # finite in the bias's dtype (which autocast may lower), so that rows with no valid key stay NaN-free;
         # a float32 tensor, made in one kernel, and rounded to that dtype where it is added
         dtype = query_layer.dtype if rel_att is None else rel_att.dtype
-        key_bias = torch.where(token, 0.0, torch.finfo(dtype).min / 2)[:, :, None, :]
+        mask_bias = torch.where(attention_mask, 0.0, torch.finfo(dtype).min / 2)
         # added, not filled with the (B, 1, L, L) mask: a broadcast masked_fill_ is several times slower
-        bias = key_bias.to(dtype) if rel_att is None else rel_att.add_(key_bias)  # rel_att is a fresh tensor
+        bias = mask_bias.to(dtype) if rel_att is None else rel_att.add_(mask_bias)  # rel_att is a fresh tensor
         dropout_p = self.dropout.p if self.training else 0.0
         if bias.requires_grad and bias.device.type in SAVED_PROBABILITIES_DEVICES:
             context = SavedProbabilitiesAttention.apply(query_layer, key_layer, value_layer, bias, dropout_p)
@@ -560,9 +575,14 @@ class DebertaEncoder(nn.Module):
         self.gradient_checkpointing = False
 
     def get_attention_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, L) token mask -> (B, 1, L, L) bool, True where both query and key are tokens."""
+        """(B, L) token mask -> (B, 1, 1, L) bool key mask, a query being a token where its key is (a pair mask
+        of its own would make the fused path add a (B, 1, L, L) bias, 1 to 2 % slower on CPU); (B, L, L) pair
+        mask -> (B, 1, L, L) bool, with every pair of a padded position (`token_mask`) masked."""
         valid = attention_mask.bool()
-        return valid[:, None, None, :] & valid[:, None, :, None]
+        if valid.dim() == 2:
+            return valid[:, None, None, :]
+        token = token_mask(valid)
+        return (valid & token[:, None, :] & token[:, :, None])[:, None]
 
     def get_rel_embeddings(self, length: int, device: torch.device) -> Optional[torch.Tensor]:
         """(2L, hidden) relative embeddings for the distances -L .. L-1, or None without relative attention."""
@@ -578,8 +598,8 @@ class DebertaEncoder(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> BaseModelOutput:
-        """attention_mask: (B, L), 1 for tokens, 0 for padding."""
-        pair_mask = self.get_attention_mask(attention_mask)
+        """attention_mask: (B, L), 1 for tokens, 0 for padding; or (B, L, L), 1 where query i may attend to key j."""
+        layer_mask = self.get_attention_mask(attention_mask)
         rel_embeddings = self.get_rel_embeddings(hidden_states.shape[1], hidden_states.device)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
@@ -587,11 +607,11 @@ class DebertaEncoder(nn.Module):
         for layer_module in self.layer:
             if self.gradient_checkpointing and self.training:
                 hidden_states, attention_probs = checkpoint(
-                    layer_module, hidden_states, pair_mask, output_attentions, rel_embeddings, use_reentrant=False
+                    layer_module, hidden_states, layer_mask, output_attentions, rel_embeddings, use_reentrant=False
                 )
             else:
                 hidden_states, attention_probs = layer_module(
-                    hidden_states, pair_mask, output_attentions, rel_embeddings=rel_embeddings
+                    hidden_states, layer_mask, output_attentions, rel_embeddings=rel_embeddings
                 )
             if output_hidden_states:
                 all_hidden_states = all_hidden_states + (hidden_states,)
@@ -636,6 +656,7 @@ class DebertaModel(DebertaPreTrainedModel):
             shape_of(input_ids), shape_of(inputs_embeds), attention_mask=shape_of(attention_mask),
             token_type_ids=shape_of(token_type_ids), position_ids=shape_of(position_ids),
         )
+        rules.check_pair_mask(self.config, shape_of(attention_mask))
         if input_ids is not None and input_ids.is_floating_point():
             raise TypeError(f"input_ids must be integers, got {input_ids.dtype}")
         device = (input_ids if input_ids is not None else inputs_embeds).device
@@ -646,7 +667,9 @@ class DebertaModel(DebertaPreTrainedModel):
         if token_type_ids is None:
             token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
 
-        embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, attention_mask, inputs_embeds)
+        embedding_output = self.embeddings(
+            input_ids, token_type_ids, position_ids, token_mask(attention_mask), inputs_embeds
+        )
         outputs = self.encoder(
             embedding_output,
             attention_mask,
@@ -828,12 +851,12 @@ class DebertaForMaskedLM(DebertaPreTrainedModel):
         if self.config.embedding_size != self.config.hidden_size:
             positions = embeddings.embed_proj(positions)
         encoder = self.deberta.encoder
-        pair_mask = encoder.get_attention_mask(attention_mask)
+        layer_mask = encoder.get_attention_mask(attention_mask)
         rel_embeddings = encoder.get_rel_embeddings(length, hidden_states.device)
         query_states = positions + hidden_states
         for _ in range(2):
             query_states, _ = encoder.layer[-1](
-                hidden_states, pair_mask, rel_embeddings=rel_embeddings, query_states=query_states
+                hidden_states, layer_mask, rel_embeddings=rel_embeddings, query_states=query_states
             )
         return query_states
 

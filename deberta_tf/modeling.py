@@ -142,6 +142,19 @@ def check_ids(ids: tf.Tensor, limit: int, name: str) -> tf.Tensor:
         return tf.identity(ids)
 
 
+def token_mask(attention_mask: tf.Tensor) -> tf.Tensor:
+    """(B, L) token mask or (B, L, L) pair mask -> (B, L): position i is a token where it may attend to itself."""
+    return attention_mask if attention_mask.shape.rank == 2 else tf.linalg.diag_part(attention_mask)
+
+
+def pair_mask(attention_mask: tf.Tensor) -> tf.Tensor:
+    """The layers' (B, 1, 1, L) key mask (query i is a token where key i is) or (B, 1, L, L) pair mask ->
+    (B, 1, L, L) bool, True where query i may attend to key j."""
+    if attention_mask.shape[-2] == 1:
+        return attention_mask & tf.transpose(attention_mask, [0, 1, 3, 2])
+    return attention_mask
+
+
 def check_mask(attention_mask: tf.Tensor) -> tf.Tensor:
     """The mask, after checking that it holds only 0 and 1 (other values would scale the embeddings): eagerly a
     ValueError, in a graph an assert (XLA drops asserts)."""
@@ -296,7 +309,7 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         query_states: Optional[tf.Tensor] = None,
         training: bool = False,
     ) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
-        """attention_mask: (B, 1, L, L) bool, True where query i may attend to key j.
+        """attention_mask: (B, 1, 1, L) or (B, 1, L, L) bool (`TFDebertaEncoder.get_attention_mask`).
         rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`).
         query_states: (B, L, hidden) to build the queries from instead of hidden_states (the Enhanced Mask
         Decoder); keys and values always come from hidden_states.
@@ -339,6 +352,7 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
 
         The scores are masked and normalised in float32, whose fill value is finite, whatever the compute dtype.
         """
+        attention_mask = pair_mask(attention_mask)
         attention_scores = tf.matmul(query_layer, key_layer, transpose_b=True)
         if rel_att is not None:
             attention_scores = attention_scores + rel_att
@@ -384,6 +398,7 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             p2c_att = self.relative_scores(key_layer, pos_query_layer, transposed=True)
         if "p2p" in self.pos_att_type and pos_query_layer is not None:
             p2p_att = self.p2p_scores(pos_key_layer, pos_query_layer, length)
+        attention_mask = pair_mask(attention_mask)
 
         def rows(x: tf.Tensor, start: tf.Tensor) -> tf.Tensor:  # x[..., start : start + size, :]
             *outer, _, width = shape_list(x)
@@ -618,9 +633,14 @@ class TFDebertaEncoder(TFDebertaLayerBase):
             build_once(self.rel_embeddings)
 
     def get_attention_mask(self, attention_mask: tf.Tensor) -> tf.Tensor:
-        """(B, L) token mask -> (B, 1, L, L) bool, True where both query and key are tokens."""
+        """(B, L) token mask -> (B, 1, 1, L) bool key mask, a query being a token where its key is (as in the
+        PyTorch model, whose fused path adds it as a key bias); (B, L, L) pair mask -> (B, 1, L, L) bool, with
+        every pair of a padded position (`token_mask`) masked."""
         valid = tf.cast(attention_mask, tf.bool)
-        return valid[:, None, None, :] & valid[:, None, :, None]
+        if valid.shape.rank == 2:
+            return valid[:, None, None, :]
+        token = token_mask(valid)
+        return (valid & token[:, None, :] & token[:, :, None])[:, None]
 
     def get_rel_embeddings(self, length) -> Optional[tf.Tensor]:
         """(2L, hidden) relative embeddings for the distances -L .. L-1, or None without relative attention.
@@ -638,15 +658,15 @@ class TFDebertaEncoder(TFDebertaLayerBase):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> BaseModelOutput:
-        """attention_mask: (B, L), 1 for tokens, 0 for padding."""
-        pair_mask = self.get_attention_mask(attention_mask)
+        """attention_mask: (B, L), 1 for tokens, 0 for padding; or (B, L, L), 1 where query i may attend to key j."""
+        layer_mask = self.get_attention_mask(attention_mask)
         rel_embeddings = self.get_rel_embeddings(shape_list(hidden_states)[1])
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer_module in self.layer:
             hidden_states, attention_probs = layer_module(
-                hidden_states, pair_mask, output_attentions=output_attentions, rel_embeddings=rel_embeddings
+                hidden_states, layer_mask, output_attentions=output_attentions, rel_embeddings=rel_embeddings
             )
             if output_hidden_states:
                 all_hidden_states = all_hidden_states + (hidden_states,)
@@ -698,6 +718,7 @@ class TFDebertaModel(TFDebertaPreTrainedModel):
             shape_of(input_ids), shape_of(inputs_embeds), attention_mask=shape_of(attention_mask),
             token_type_ids=shape_of(token_type_ids), position_ids=shape_of(position_ids),
         )
+        rules.check_pair_mask(self.config, shape_of(attention_mask))
         if input_ids is not None and not input_ids.dtype.is_integer:
             raise TypeError(f"input_ids must be integers, got {input_ids.dtype.name}")
         if inputs_embeds is not None:
@@ -710,7 +731,9 @@ class TFDebertaModel(TFDebertaPreTrainedModel):
         if token_type_ids is None:
             token_type_ids = tf.zeros(shape, dtype=tf.int32)
 
-        embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, attention_mask, inputs_embeds)
+        embedding_output = self.embeddings(
+            input_ids, token_type_ids, position_ids, token_mask(attention_mask), inputs_embeds
+        )
         result = self.encoder(
             embedding_output,
             attention_mask,
@@ -892,12 +915,12 @@ class TFDebertaForMaskedLM(TFDebertaPreTrainedModel):
         if self.config.embedding_size != self.config.hidden_size:
             positions = embeddings.embed_proj(positions)
         encoder = self.deberta.encoder
-        pair_mask = encoder.get_attention_mask(attention_mask)
+        layer_mask = encoder.get_attention_mask(attention_mask)
         rel_embeddings = encoder.get_rel_embeddings(length)
         query_states = positions + hidden_states
         for _ in range(2):
             query_states, _ = encoder.layer[-1](
-                hidden_states, pair_mask, rel_embeddings=rel_embeddings, query_states=query_states
+                hidden_states, layer_mask, rel_embeddings=rel_embeddings, query_states=query_states
             )
         return query_states
 
