@@ -132,13 +132,24 @@ def block_region(scores: torch.Tensor, start: int, stop: int, first: int, last: 
     return scores[:, :, start:stop, first:last]
 
 
+def mask_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, 1, L) or (B, 1, L, L) bool -> the float32 additive bias of the same shape: 0 where True, half the
+    finite minimum of `dtype` (of float32 for float64) where False, so that rows with no valid key stay NaN-free
+    in that dtype."""
+    return torch.where(mask, 0.0, max(torch.finfo(dtype).min, torch.finfo(torch.float32).min) / 2)
+
+
 def add_relative_scores(
-    score: Optional[torch.Tensor], content: torch.Tensor, positions: torch.Tensor, windows: list, transposed: bool
+    score: Optional[torch.Tensor], content: torch.Tensor, positions: torch.Tensor, windows: list, transposed: bool,
+    mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """score + c2p or, transposed, + p2c (see `DisentangledSelfAttention.relative_scores`), block by block of
-    `windows` (`rules.relative_windows`), written in place into score or into a new buffer when score is None."""
+    `windows` (`rules.relative_windows`), written in place into score or into a new buffer when score is None.
+    A new buffer starts from `mask_bias(mask)` where a mask is given, added with the first write of each block
+    (a pass of its own over the (B, H, L, L) buffer would cost as much as the write)."""
     length = content.shape[-2]
     fresh = score is None
+    bias = None
     # beyond the span every distance reads the first or last row: one score per query (key) and side
     beyond = any(inner_start > 0 or inner_stop < length for _, _, inner_start, inner_stop, _, _ in windows)
     edges = span_edges(content, positions) if beyond else None
@@ -155,8 +166,14 @@ def add_relative_scores(
             if score is None:
                 # the dtype of the products, which autocast may lower
                 score = value.new_empty(*content.shape[:-2], length, length)
+                if mask is not None:
+                    bias = mask_bias(mask, score.dtype).expand(*mask.shape[:-2], length, length)
             target = block_region(score, start, stop, first, last, transposed)
-            if fresh:
+            if bias is not None and torch.compiler.is_compiling():  # Dynamo takes no out= into a view
+                target.copy_(value).add_(block_region(bias, start, stop, first, last, transposed))
+            elif bias is not None:
+                torch.add(value, block_region(bias, start, stop, first, last, transposed), out=target)
+            elif fresh:
                 target.copy_(value)
             else:
                 target.add_(value)
@@ -175,12 +192,12 @@ class RelativeScores(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, score, content, positions, windows: list, transposed: bool):
+    def forward(ctx, score, content, positions, windows: list, transposed: bool, mask: Optional[torch.Tensor]):
         ctx.save_for_backward(content, positions)
         ctx.windows, ctx.transposed, ctx.added = windows, transposed, score is not None
         if ctx.added:
             ctx.mark_dirty(score)
-        score = add_relative_scores(score, content, positions, windows, transposed)
+        score = add_relative_scores(score, content, positions, windows, transposed, mask)
         ctx.dtype = score.dtype  # the products', which autocast may lower: the backward multiplies in it too
         return score
 
@@ -214,7 +231,7 @@ class RelativeScores(torch.autograd.Function):
             grad_content = grad_content + grad_edges @ edge_rows(positions)
             edge_rows(grad_positions).add_(torch.einsum("bhls,bhld->hsd", grad_edges, content))
         grad_score = grad if ctx.added else None
-        return grad_score, grad_content.to(inputs[0].dtype), grad_positions.to(inputs[1].dtype), None, None
+        return grad_score, grad_content.to(inputs[0].dtype), grad_positions.to(inputs[1].dtype), None, None, None
 
 
 class SavedProbabilitiesAttention(torch.autograd.Function):
@@ -394,12 +411,15 @@ class DisentangledSelfAttention(nn.Module):
         scale = math.sqrt(self.attention_head_size * self.scale_factor)
         query_layer = query_layer / scale
 
+        fused = not (output_attentions or self.talking_head or self.attn_implementation == "eager")
         rel_att = None
         if self.relative_attention and any(t in self.pos_att_type for t in ("c2p", "p2c", "p2p")):
             pos_key_layer, pos_query_layer = self.position_layers(self.pos_dropout(rel_embeddings))
-            rel_att = self.disentangled_att_bias(query_layer, key_layer, pos_key_layer, pos_query_layer)
+            rel_att = self.disentangled_att_bias(
+                query_layer, key_layer, pos_key_layer, pos_query_layer, attention_mask if fused else None
+            )
 
-        if output_attentions or self.talking_head or self.attn_implementation == "eager":
+        if not fused:
             context_layer, attention_probs = self.eager_attention(
                 query_layer, key_layer, value_layer, attention_mask, rel_att
             )
@@ -427,15 +447,12 @@ class DisentangledSelfAttention(nn.Module):
 
     def sdpa_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
         """The fused kernel with the relative-position terms and the mask as one additive bias (the padding of
-        the keys, (B, 1, 1, L), unless the mask pairs queries with keys); padded queries are zeroed on the output."""
+        the keys, (B, 1, 1, L), unless the mask pairs queries with keys; already in rel_att, see
+        `disentangled_att_bias`); padded queries are zeroed on the output."""
         packed = attention_mask.shape[-2] > 1
         token = attention_mask.diagonal(dim1=-2, dim2=-1) if packed else attention_mask[:, :, 0]  # (B, 1, L)
-        # finite in the bias's dtype (which autocast may lower), so that rows with no valid key stay NaN-free;
-        # a float32 tensor, made in one kernel, and rounded to that dtype where it is added
-        dtype = query_layer.dtype if rel_att is None else rel_att.dtype
-        mask_bias = torch.where(attention_mask, 0.0, torch.finfo(dtype).min / 2)
         # added, not filled with the (B, 1, L, L) mask: a broadcast masked_fill_ is several times slower
-        bias = mask_bias.to(dtype) if rel_att is None else rel_att.add_(mask_bias)  # rel_att is a fresh tensor
+        bias = mask_bias(attention_mask, query_layer.dtype).to(query_layer.dtype) if rel_att is None else rel_att
         dropout_p = self.dropout.p if self.training else 0.0
         if bias.requires_grad and bias.device.type in SAVED_PROBABILITIES_DEVICES:
             context = SavedProbabilitiesAttention.apply(query_layer, key_layer, value_layer, bias, dropout_p)
@@ -465,9 +482,12 @@ class DisentangledSelfAttention(nn.Module):
         do not depend on the batch."""
         return relative_band(pos_query_layer[:, length:] @ pos_key_layer.transpose(-1, -2), length, False)
 
-    def disentangled_att_bias(self, query_layer, key_layer, pos_key_layer, pos_query_layer) -> torch.Tensor:
+    def disentangled_att_bias(
+        self, query_layer, key_layer, pos_key_layer, pos_query_layer, mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """c2p[i, j] = q_i . Kr[i - j], p2c[i, j] = k_j . Qr[i - j] and p2p[i, j] = Qr[i] . Kr[i - j], where
-        Kr / Qr are the position keys / queries (`position_layers`) of the row of a distance: (B, H, L, L).
+        Kr / Qr are the position keys / queries (`position_layers`) of the row of a distance: (B, H, L, L),
+        plus `mask_bias(mask)` where a mask (`DebertaEncoder.get_attention_mask`) is given.
 
         query_layer and the position queries are already divided by the scale. c2p is built per block of queries
         and p2c per block of keys (`rules.relative_windows`) into one buffer (through `RelativeScores` where
@@ -476,29 +496,32 @@ class DisentangledSelfAttention(nn.Module):
         length = query_layer.shape[-2]
         score = None
         if "c2p" in self.pos_att_type:
-            score = self.relative_scores(score, query_layer, pos_key_layer, transposed=False)
+            score = self.relative_scores(score, query_layer, pos_key_layer, False, mask)
         if "p2c" in self.pos_att_type:
-            score = self.relative_scores(score, key_layer, pos_query_layer, transposed=True)
+            score = self.relative_scores(score, key_layer, pos_query_layer, True, mask if score is None else None)
         if "p2p" in self.pos_att_type:
             p2p_att = self.p2p_scores(pos_key_layer, pos_query_layer, length)
             if score is None:
                 score = p2p_att.new_zeros(*query_layer.shape[:-2], length, length)
+                if mask is not None:
+                    score += mask_bias(mask, score.dtype)
             score += p2p_att
         return score
 
     def relative_scores(
-        self, score: Optional[torch.Tensor], content: torch.Tensor, positions: torch.Tensor, transposed: bool
+        self, score: Optional[torch.Tensor], content: torch.Tensor, positions: torch.Tensor, transposed: bool,
+        mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """score + c2p (content: queries (B, H, L, d), positions: the reversed position keys (H, 2L, d)) or,
         transposed, + p2c (content: keys, positions: the position queries): (B, H, L, L), added in place; a
-        new buffer when score is None. Per block of queries (keys), `rules.relative_windows`; through
-        `RelativeScores` where autograd records them.
+        new buffer, starting from `mask_bias(mask)` where a mask is given, when score is None. Per block of
+        queries (keys), `rules.relative_windows`; through `RelativeScores` where autograd records them.
         """
         length = content.shape[-2]
         windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block)
         if torch.is_grad_enabled() and (content.requires_grad or positions.requires_grad):
-            return RelativeScores.apply(score, content, positions, windows, transposed)
-        return add_relative_scores(score, content, positions, windows, transposed)
+            return RelativeScores.apply(score, content, positions, windows, transposed, mask)
+        return add_relative_scores(score, content, positions, windows, transposed, mask)
 
 
 class DebertaSelfOutput(nn.Module):

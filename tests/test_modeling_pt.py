@@ -196,7 +196,7 @@ def test_relative_scores_gradients(block, transposed):
     score = torch.randn(2, 2, length, length, dtype=torch.float64, requires_grad=True)
 
     def function(c, p, s=None):  # into a new buffer, or added in place into a copy of s
-        return deberta_pt.modeling.RelativeScores.apply(None if s is None else s * 1, c, p, windows, transposed)
+        return deberta_pt.modeling.RelativeScores.apply(None if s is None else s * 1, c, p, windows, transposed, None)
 
     for inputs in ((content, positions), (content, positions, score)):
         assert torch.autograd.gradcheck(function, inputs)
@@ -206,6 +206,16 @@ def test_relative_scores_gradients(block, transposed):
         expected = deberta_pt.modeling.add_relative_scores(None, content, positions, windows, transposed)
     torch.testing.assert_close(function(content, positions), expected, rtol=0, atol=0)
     torch.testing.assert_close(function(content, positions, score), score + expected, rtol=0, atol=1e-12)
+    # a new buffer starting from a mask's bias: the same scores plus the bias, and the same gradients (the bias
+    # is a constant; gradcheck cannot see through it, as its -9e307 swallows any change of the scores)
+    for mask in (torch.rand(2, 1, 1, length) > 0.3, torch.rand(2, 1, length, length) > 0.3):
+        bias = deberta_pt.modeling.mask_bias(mask, torch.float64)
+        masked = deberta_pt.modeling.RelativeScores.apply(None, content, positions, windows, transposed, mask)
+        torch.testing.assert_close(masked, expected + bias, rtol=0, atol=0)
+        probe = torch.randn(masked.shape, dtype=torch.float64)
+        for a, b in zip(torch.autograd.grad((masked * probe).sum(), (content, positions)),
+                        torch.autograd.grad((function(content, positions) * probe).sum(), (content, positions))):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
     # under autocast, with float32 queries (q + q_bias) and bfloat16 position keys, as in the model: gradients in
     # the inputs' dtypes, close to autograd's own of the writes into slices
     content = content.detach().float().requires_grad_()
