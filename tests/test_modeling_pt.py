@@ -231,6 +231,33 @@ def test_relative_scores_gradients(block, transposed):
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2 * b.abs().max().item())
 
 
+@pytest.mark.parametrize("variant", ["relative", "c2p", "p2c"])
+def test_layers_share_one_scores_buffer_only_without_autograd(variant, monkeypatch):
+    """Without autograd every layer writes its relative scores into one buffer (each layer's are dead once its
+    attention has read them), with the same outputs as buffers of their own; with autograd, which keeps them
+    for the backward, each layer gets its own."""
+    model = build("Model", make_config(variant, num_hidden_layers=3)).eval()
+    batch = torch_batch(model.config)
+    buffers, shared = [], deberta_pt.modeling.scores_buffer
+
+    def run(share: bool, grad: bool):
+        buffers.clear()
+        monkeypatch.setattr(deberta_pt.modeling, "scores_buffer", lambda shape, like, workspace: buffers.append(
+            shared(shape, like, workspace if share else None)) or buffers[-1])
+        with torch.set_grad_enabled(grad):
+            hidden_states = model(**batch, output_hidden_states=True).hidden_states
+        return hidden_states, len(buffers), len({b.data_ptr() for b in buffers})
+
+    got, calls, distinct = run(share=True, grad=False)
+    assert (calls, distinct) == (3, 1)
+    expected, calls, distinct = run(share=False, grad=False)
+    assert (calls, distinct) == (3, 3)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    _, calls, distinct = run(share=True, grad=True)
+    assert (calls, distinct) == (3, 3)
+
+
 def test_losses_against_direct_computation():
     config = make_config("relative", num_labels=3)
     batch = torch_batch(config)
