@@ -650,7 +650,7 @@ class DebertaEncoder(nn.Module):
         layer_mask = self.get_attention_mask(attention_mask)
         rel_embeddings = self.get_rel_embeddings(hidden_states.shape[1], hidden_states.device)
         # Without autograd, each layer's (B, H, L, L) relative scores are dead once its attention has read them:
-        # the layers share one buffer. A new one per layer cost 9 % of a 2 x 512 forward on CPU (its pages are
+        # the layers share one buffer. A new one per layer cost 12 % of a 2 x 512 forward on CPU (its pages are
         # mapped afresh each time).
         workspace = None if torch.is_grad_enabled() else {}
 
