@@ -234,7 +234,7 @@ def test_relative_scores_gradients(block, transposed):
 @pytest.mark.parametrize("variant", ["relative", "c2p", "p2c"])
 def test_layers_share_one_scores_buffer_only_without_autograd(variant, monkeypatch):
     """Without autograd every layer writes its relative scores into one buffer (each layer's are dead once its
-    attention has read them), with the same outputs as buffers of their own; with autograd, which keeps them
+    attention has read them), with the same outputs as buffers of their own; with autograd, which may keep them
     for the backward, each layer gets its own."""
     model = build("Model", make_config(variant, num_hidden_layers=3)).eval()
     batch = torch_batch(model.config)
@@ -254,6 +254,11 @@ def test_layers_share_one_scores_buffer_only_without_autograd(variant, monkeypat
     assert (calls, distinct) == (3, 3)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # autograd on, and only the last layer's value bias trained: every layer builds its scores outside
+    # `RelativeScores` (their queries, keys and positions need no gradient), the last one's attention keeps them
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name == "encoder.layer.2.attention.self.v_bias")
+    assert sum(p.requires_grad for p in model.parameters()) == 1
     _, calls, distinct = run(share=True, grad=True)
     assert (calls, distinct) == (3, 3)
 
