@@ -434,7 +434,7 @@ class DisentangledSelfAttention(nn.Module):
 
         if not fused:
             context_layer, attention_probs = self.eager_attention(
-                query_layer, key_layer, value_layer, attention_mask, rel_att
+                query_layer, key_layer, value_layer, pair_mask(attention_mask), rel_att
             )
         else:
             context_layer, attention_probs = self.sdpa_attention(
@@ -444,8 +444,8 @@ class DisentangledSelfAttention(nn.Module):
         return context_layer, attention_probs
 
     def eager_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
-        """Plain softmax attention; masked probabilities are exactly 0, rows with no valid key all 0."""
-        attention_mask = pair_mask(attention_mask)
+        """Plain softmax attention under a (B, 1, n, L) pair mask (`pair_mask`); masked probabilities are exactly
+        0, rows with no valid key all 0."""
         attention_scores = query_layer @ key_layer.transpose(-1, -2)
         if rel_att is not None:
             attention_scores = attention_scores + rel_att

@@ -342,17 +342,17 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             if pos_key_layer is not None or pos_query_layer is not None:
                 rel_att = self.disentangled_att_bias(query_layer, key_layer, pos_key_layer, pos_query_layer)
             context_layer, attention_probs = self.eager_attention(
-                query_layer, key_layer, value_layer, attention_mask, rel_att
+                query_layer, key_layer, value_layer, pair_mask(attention_mask), rel_att
             )
         context_layer = tf.reshape(tf.transpose(context_layer, [0, 2, 1, 3]), [batch, length, self.all_head_size])
         return context_layer, attention_probs
 
     def eager_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
-        """Plain softmax attention; masked probabilities are exactly 0, rows with no valid key all 0.
+        """Plain softmax attention under a (B, 1, n, L) pair mask (`pair_mask`); masked probabilities are exactly
+        0, rows with no valid key all 0.
 
         The scores are masked and normalised in float32, whose fill value is finite, whatever the compute dtype.
         """
-        attention_mask = pair_mask(attention_mask)
         attention_scores = tf.matmul(query_layer, key_layer, transpose_b=True)
         if rel_att is not None:
             attention_scores = attention_scores + rel_att
