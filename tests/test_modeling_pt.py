@@ -231,6 +231,46 @@ def test_relative_scores_gradients(block, transposed):
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2 * b.abs().max().item())
 
 
+@pytest.mark.parametrize("transposed", [False, True])  # c2p, p2c
+@pytest.mark.parametrize("length, span", [(7, 3), (101, 512), (1030, 512)])
+def test_relative_windows_rows_aligned(length, span, transposed):
+    """Each block's window of position rows is widened to a multiple of `ROW_ALIGNMENT` rows where the 2L-row
+    table has them (cuBLAS's fast kernels), and the widened products give the scores of one window of all rows."""
+    windows = deberta_common.rules.relative_windows(length, span, transposed, 3 if length == 7 else 256)
+    align = deberta_common.rules.ROW_ALIGNMENT
+    for start, stop, inner_start, inner_stop, lo, hi in windows:
+        assert hi - lo >= stop - start + inner_stop - inner_start and hi <= 2 * length
+        assert (hi - lo) % align == 0 or hi - lo + align - (hi - lo) % align > 2 * length - lo
+    if length == 1030:  # every window has the rows (its blocks need 1023, 1279, 1284, 1028 and 522 of them)
+        assert all((hi - lo) % align == 0 for *_, lo, hi in windows)
+    content = torch.randn(1, 2, length, 4, dtype=torch.float64)
+    # the table's rows beyond the span repeat its first and last, as `build_relative_position` lays them out
+    relative_span = deberta_common.rules.relative_span(length, length, span)
+    rows = deberta_pt.modeling.build_relative_position(length, relative_span, relative_span, torch.device("cpu"))
+    positions = torch.randn(2, 2 * relative_span, 4, dtype=torch.float64)[:, rows]
+    whole = [(0, length, 0, length, 0, 2 * length)]
+    got = deberta_pt.modeling.add_relative_scores(None, content, positions, windows, transposed)
+    expected = deberta_pt.modeling.add_relative_scores(None, content, positions, whole, transposed)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_vocab_logits_padded_to_alignment():
+    """The masked-LM heads' logits with the vocabulary padded to an alignment (as on a GPU): the same logits and
+    gradients as without, as a view whose rows skip the padding; on a CPU no padding by default."""
+    hidden = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(13, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(13, dtype=torch.float64, requires_grad=True)
+    got = deberta_pt.modeling.vocab_logits(hidden, weight, bias, alignment=8)
+    expected = hidden @ weight.T + bias
+    assert got.shape == (2, 3, 13) and got.stride(-2) == 16
+    torch.testing.assert_close(got.view(-1, 13), expected.view(-1, 13), rtol=0, atol=1e-12)
+    probe = torch.randn(expected.shape, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad((got * probe).sum(), (hidden, weight, bias)),
+                    torch.autograd.grad((expected * probe).sum(), (hidden, weight, bias))):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert deberta_pt.modeling.vocab_logits(hidden, weight, bias).is_contiguous()
+
+
 @pytest.mark.parametrize("variant", ["relative", "c2p", "p2c"])
 def test_layers_share_one_scores_buffer_only_without_autograd(variant, monkeypatch):
     """Without autograd every layer writes its relative scores into one buffer (each layer's are dead once its
