@@ -744,6 +744,13 @@ class TFDebertaModel(TFDebertaPreTrainedModel):
 
 
 # ----------------------------------------------------------------------------- heads
+def vocab_logits(hidden: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+    """(..., E) states x (V, E) word weights + (V,) bias -> (..., V) logits. The PyTorch model pads the
+    vocabulary to aligned rows on a GPU (cuBLAS); not done here, where no GPU with TensorFlow was at hand to
+    measure it."""
+    return tf.matmul(hidden, weight, transpose_b=True) + bias
+
+
 @register
 class TFDebertaPredictionHeadTransform(TFDebertaLayerBase):
     """dense -> activation -> LayerNorm, hidden -> embedding_size (legacy MLM head)."""
@@ -776,7 +783,7 @@ class TFDebertaLMPredictionHead(TFDebertaLayerBase):
         self.bias = self.add_weight(shape=(self.config.vocab_size,), initializer="zeros", name="bias")
 
     def call(self, hidden_states: tf.Tensor, word_embeddings: tf.Tensor) -> tf.Tensor:
-        return tf.matmul(self.transform(hidden_states), word_embeddings, transpose_b=True) + self.bias
+        return vocab_logits(self.transform(hidden_states), word_embeddings, self.bias)
 
 
 @register
@@ -811,7 +818,7 @@ class TFDebertaLMHead(TFDebertaLayerBase):
 
     def call(self, hidden_states: tf.Tensor, word_embeddings: tf.Tensor) -> tf.Tensor:
         hidden_states = self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
-        return tf.matmul(hidden_states, word_embeddings, transpose_b=True) + self.bias
+        return vocab_logits(hidden_states, word_embeddings, self.bias)
 
 
 @register
