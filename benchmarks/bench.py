@@ -35,8 +35,10 @@ BASE_SHAPE = dict(
 )
 # The reference runs first in each row group so that ours can be printed with the ratio to it. "bound-pt" is
 # not a model: only the per-token matrix multiplications every implementation must run (in_proj, attention
-# output, feed-forward), on the same BLAS: no exact forward can beat its tokens/s.
-IMPLS = ("bound-pt", "ref-pt", "ref-pt-compile", "ref-tf-graph", "ref-tf-xla",
+# output, feed-forward), on the same BLAS: no exact forward can beat its tokens/s. "bound-tf-graph" and
+# "bound-tf-xla" run the same products with TensorFlow's kernels, in graph mode and compiled by XLA, whose CPU
+# products are not TensorFlow's.
+IMPLS = ("bound-pt", "bound-tf-graph", "bound-tf-xla", "ref-pt", "ref-pt-compile", "ref-tf-graph", "ref-tf-xla",
          "ours-pt", "ours-pt-compile", "ours-tf-graph", "ours-tf-xla")
 # `torch.compile` modes by the impl's last word. "graphs" (CUDA graphs: one launch replays the whole forward)
 # is named only on a GPU, `--impls ref-pt-graphs,ours-pt-graphs`; on a CPU it is the default mode.
@@ -134,7 +136,7 @@ def run_bound(impl: str, folder: str, batch: int, length: int, mode: str, device
     import torch
 
     if mode != "infer":
-        raise SystemExit("bound-pt measures inference only")
+        raise SystemExit(f"{impl} measures inference only")
     if device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
@@ -155,6 +157,31 @@ def run_bound(impl: str, folder: str, batch: int, length: int, mode: str, device
             torch.cuda.synchronize()
 
     return timed(step, repeats, device)
+
+
+def run_bound_tf(impl: str, folder: str, batch: int, length: int, mode: str, device: str, dtype: str, repeats: int):
+    """`run_bound`'s products with TensorFlow, each layer's input the previous layer's output (so that XLA
+    computes every product), in graph mode or compiled by XLA."""
+    import tensorflow as tf
+
+    if mode != "infer" or dtype != "float32":
+        raise SystemExit(f"{impl} measures float32 inference only")
+    hidden, inner = BASE_SHAPE["hidden_size"], BASE_SHAPE["intermediate_size"]
+    random = tf.random.Generator.from_seed(0)
+    layers = [(random.normal((hidden, 3 * hidden)), random.normal((hidden, hidden)) * 0.02,
+               random.normal((hidden, inner)) * 0.02, random.normal((inner, hidden)) * 0.02)
+              for _ in range(BASE_SHAPE["num_hidden_layers"])]
+    x = random.normal((batch * length, hidden))
+
+    @tf.function(jit_compile=impl.endswith("xla"))
+    def step():
+        h = x
+        for qkv, out, up, down in layers:
+            h = tf.reduce_sum(tf.reshape(tf.matmul(h, qkv), (-1, 3, hidden)), axis=1) * 0.02
+            h = tf.matmul(tf.matmul(tf.matmul(h, out), up), down)
+        return h
+
+    return timed(lambda: step().numpy(), repeats, device)
 
 
 def run_tf(impl: str, folder: str, batch: int, length: int, mode: str, device: str, dtype: str, repeats: int):
@@ -211,7 +238,8 @@ def worker(args: argparse.Namespace) -> None:
 
         rules.RELATIVE_BLOCK = args.relative_block  # read by our attention layers when they are built
     batch, length = (int(x) for x in args.shape.split("x"))
-    runner = run_bound if args.impl == "bound-pt" else run_pt if "-pt" in args.impl else run_tf
+    runners = {"bound-pt": run_bound, "bound-tf": run_bound_tf, "ours-pt": run_pt, "ref-pt": run_pt}
+    runner = runners.get("-".join(args.impl.split("-")[:2]), run_tf)
     times, peak, later = runner(args.impl, args.folder, batch, length, args.mode, args.device, args.dtype,
                                 args.repeats)
     print(json.dumps({"tokens_per_s": batch * length / statistics.median(times), "peak_bytes": peak,
@@ -225,8 +253,8 @@ def available(impl: str) -> bool:
 
         return find_spec(name) is not None
 
-    needs = {"bound-pt": ["torch"], "ours-pt": ["torch"], "ours-tf": ["tensorflow"], "ref-pt": ["torch", "transformers"],
-             "ref-tf": ["tensorflow", "transformers", "tf_keras"]}
+    needs = {"bound-pt": ["torch"], "bound-tf": ["tensorflow"], "ours-pt": ["torch"], "ours-tf": ["tensorflow"],
+             "ref-pt": ["torch", "transformers"], "ref-tf": ["tensorflow", "transformers", "tf_keras"]}
     key = "-".join(impl.split("-")[:2])
     return all(importable(n) for n in needs[key])
 
@@ -253,7 +281,9 @@ def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list
         for shape in shapes:
             results = {}
             for impl in impls:
-                if impl == "bound-pt" and mode != "infer":
+                if impl.startswith("bound") and mode != "infer":
+                    continue
+                if impl.startswith("bound-tf") and args.dtype != "float32":
                     continue
                 cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--shape", shape, "--folder", folder,
                        "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats),
