@@ -825,7 +825,7 @@ class CrossEntropyFromLogits(torch.autograd.Function):
         ctx.block = max(1, 2**24 // logits.shape[-1])  # rows per float32 temporary of about 64 MiB
         ctx.save_for_backward(logits, targets)
         return -torch.cat([
-            torch.log_softmax(rows.float(), dim=-1).gather(1, row_targets[:, None])[:, 0]
+            torch.log_softmax(rows, dim=-1, dtype=torch.float32).gather(1, row_targets[:, None])[:, 0]
             for rows, row_targets in zip(logits.split(ctx.block), targets.split(ctx.block))
         ])
 
@@ -835,7 +835,7 @@ class CrossEntropyFromLogits(torch.autograd.Function):
         grad = torch.empty_like(logits)
         for start in range(0, logits.shape[0], ctx.block):
             rows = slice(start, start + ctx.block)
-            probs = torch.softmax(logits[rows].float(), dim=-1)
+            probs = torch.softmax(logits[rows], dim=-1, dtype=torch.float32)
             minus_one = probs.new_full((len(probs), 1), -1.0)
             if torch.is_grad_enabled():  # create_graph: out of place, so that this backward can be differentiated
                 grad[rows] = probs.scatter_add(1, targets[rows, None], minus_one) * grad_loss[rows, None]
