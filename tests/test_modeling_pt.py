@@ -242,7 +242,7 @@ def test_relative_windows_rows_aligned(length, span, transposed):
         assert hi - lo >= stop - start + inner_stop - inner_start and hi <= 2 * length
         assert (hi - lo) % align == 0 or hi - lo + align - (hi - lo) % align > 2 * length - lo
     if length == 1030:  # every window has the rows (its blocks need 1023, 1279, 1284, 1028 and 522 of them)
-        assert all((hi - lo) % align == 0 for *_, lo, hi in windows)
+        assert all((hi - lo) % 8 == 0 for *_, lo, hi in windows)  # 16 bytes of bfloat16, what cuBLAS needs
     content = torch.randn(1, 2, length, 4, dtype=torch.float64)
     # the table's rows beyond the span repeat its first and last, as `build_relative_position` lays them out
     relative_span = deberta_common.rules.relative_span(length, length, span)
