@@ -272,35 +272,85 @@ def test_vocab_logits_padded_to_alignment():
 
 
 @pytest.mark.parametrize("variant", ["relative", "c2p", "p2c"])
-def test_layers_share_one_scores_buffer_only_without_autograd(variant, monkeypatch):
-    """Without autograd every layer writes its relative scores into one buffer (each layer's are dead once its
-    attention has read them), with the same outputs as buffers of their own; with autograd, which may keep them
-    for the backward, each layer gets its own."""
+def test_layers_share_their_buffers_only_without_autograd(variant, monkeypatch):
+    """Without autograd every layer writes its relative scores into one buffer and every block's position products
+    into another (each is dead once read), with the same outputs as buffers of their own; with autograd, which may
+    keep them for the backward, each layer gets its own scores and the products are new tensors."""
     model = build("Model", make_config(variant, num_hidden_layers=3)).eval()
     batch = torch_batch(model.config)
-    buffers, shared = [], deberta_pt.modeling.scores_buffer
+    buffers, shared = [], deberta_pt.modeling.workspace_buffer
+
+    def record(shape, like, workspace, name="scores"):
+        buffers.append((name, shared(shape, like, workspace if sharing else None, name)))
+        return buffers[-1][1]
 
     def run(share: bool, grad: bool):
+        nonlocal sharing
         buffers.clear()
-        monkeypatch.setattr(deberta_pt.modeling, "scores_buffer", lambda shape, like, workspace: buffers.append(
-            shared(shape, like, workspace if share else None)) or buffers[-1])
+        sharing = share
         with torch.set_grad_enabled(grad):
             hidden_states = model(**batch, output_hidden_states=True).hidden_states
-        return hidden_states, len(buffers), len({b.data_ptr() for b in buffers})
+        return hidden_states, {name: (sum(n == name for n, _ in buffers),
+                                      len({b.data_ptr() for n, b in buffers if n == name}))
+                               for name in ("scores", "products")}
 
-    got, calls, distinct = run(share=True, grad=False)
-    assert (calls, distinct) == (3, 1)
-    expected, calls, distinct = run(share=False, grad=False)
-    assert (calls, distinct) == (3, 3)
+    sharing = True
+    monkeypatch.setattr(deberta_pt.modeling, "workspace_buffer", record)
+    blocks = 3 * len(model.config.pos_att_type)  # one block of queries (keys) per direction at this length
+    got, counts = run(share=True, grad=False)
+    assert counts == {"scores": (3, 1), "products": (blocks, 1)}
+    expected, counts = run(share=False, grad=False)
+    assert counts == {"scores": (3, 3), "products": (blocks, blocks)}
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # under autocast the products are not written into a buffer: matmul(out=...) would bypass it
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, counts = run(share=True, grad=False)
+    assert counts == {"scores": (3, 1), "products": (0, 0)}
     # autograd on, and only the last layer's value bias trained: every layer builds its scores outside
     # `RelativeScores` (their queries, keys and positions need no gradient), the last one's attention keeps them
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name == "encoder.layer.2.attention.self.v_bias")
     assert sum(p.requires_grad for p in model.parameters()) == 1
-    _, calls, distinct = run(share=True, grad=True)
-    assert (calls, distinct) == (3, 3)
+    _, counts = run(share=True, grad=True)
+    assert counts == {"scores": (3, 3), "products": (0, 0)}
+
+
+@pytest.mark.parametrize("variant", ["relative", "c2p", "p2c", "p2p", "short_span"])
+def test_inference_keeps_position_projections_until_a_weight_changes(variant, monkeypatch):
+    """Without autograd, in eval mode, on CPU, each layer projects the whole relative-position table once and keeps
+    it between calls (`WeightCache`): the same outputs as projecting each call's rows, at every length, and a new
+    projection exactly when its weights or the table changed, however they were changed, or after train()."""
+    model = build("Model", make_config(variant, num_hidden_layers=3)).eval()
+    table_rows = len(model.encoder.rel_embeddings.weight)
+    projected, original = [], deberta_pt.modeling.DisentangledSelfAttention.position_layers
+    monkeypatch.setattr(deberta_pt.modeling.DisentangledSelfAttention, "position_layers",
+                        lambda self, rows: projected.append(len(rows)) or original(self, rows))
+
+    def check(length: int, rows_per_layer: list):
+        batch = torch_batch(model.config, length=length)
+        projected.clear()
+        expected = model(**batch).last_hidden_state  # autograd on: each call projects its 2L rows
+        assert projected == [2 * length] * 3
+        projected.clear()
+        with torch.no_grad():
+            got = model(**batch).last_hidden_state
+        assert projected == rows_per_layer
+        torch.testing.assert_close(got, expected)
+
+    check(11, [table_rows] * 3)
+    check(11, [])
+    check(6, [])  # another length reads other rows of the same projections
+    attention = [layer.attention.self for layer in model.encoder.layer]
+    weight = attention[1].pos_q_proj.bias if "p2c" in model.config.pos_att_type else attention[1].pos_proj.weight
+    weight.data.add_(0.5)  # no version counter sees this
+    check(11, [table_rows])
+    model.encoder.rel_embeddings.weight.data[0].mul_(-1)
+    check(11, [table_rows] * 3)
+    model.train()
+    assert all(a.position_cache.value is None for a in attention)  # nothing held while training
+    model.eval()
+    check(11, [table_rows] * 3)
 
 
 def test_losses_against_direct_computation():
