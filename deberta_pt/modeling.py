@@ -692,6 +692,11 @@ class DebertaEncoder(nn.Module):
         self.gradient_checkpointing = False
         self.table_version = WeightCache()  # a new object whenever the table changes; see `forward`
 
+    def train(self, mode: bool = True) -> "DebertaEncoder":
+        if mode:  # as `DisentangledSelfAttention.train`
+            self.table_version.clear()
+        return super().train(mode)
+
     def get_attention_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) token mask -> (B, 1, 1, L) bool key mask, a query being a token where its key is (a pair mask
         of its own would make the fused path add a (B, 1, L, L) bias, 1 to 2 % slower on CPU); (B, L, L) pair
