@@ -10,6 +10,7 @@ Shapes: B batch, L sequence length, H heads, d head size, R = config.attention_s
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Any, Callable, Optional
 
@@ -65,6 +66,27 @@ ACT2FN = {
     "swish": nn.SiLU(),
     "linear": nn.Identity(),
 }
+# The same, in place (`DebertaIntermediate`, without autograd).
+ACT2FN_INPLACE = {
+    "gelu": torch.ops.aten.gelu_,
+    "gelu_python": torch.ops.aten.gelu_,
+    "gelu_new": functools.partial(torch.ops.aten.gelu_, approximate="tanh"),
+    "gelu_fast": functools.partial(torch.ops.aten.gelu_, approximate="tanh"),
+    "relu": torch.relu_,
+    "tanh": torch.tanh_,
+    "sigmoid": torch.sigmoid_,
+    "silu": functools.partial(F.silu, inplace=True),
+    "swish": functools.partial(F.silu, inplace=True),
+    "linear": lambda x: x,
+}
+
+
+def forward_hooked(*modules: nn.Module) -> bool:
+    """Whether a forward hook or pre-hook (of one of the modules, or a global one) may see their inputs or outputs."""
+    kinds = ("_forward_hooks", "_forward_pre_hooks")
+    return any(getattr(nn.modules.module, f"_global{kind}", True) for kind in kinds) or any(
+        getattr(module, kind, True) for module in modules for kind in kinds
+    )
 
 
 def build_relative_position(length: int, span: int, max_relative_positions: int, device: torch.device) -> torch.Tensor:
@@ -644,9 +666,16 @@ class DebertaIntermediate(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
+        self.hidden_act = config.hidden_act
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.intermediate_act_fn(self.dense(hidden_states))
+        hidden_states = self.dense(hidden_states)
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() \
+                or forward_hooked(self.dense, self.intermediate_act_fn):
+            return self.intermediate_act_fn(hidden_states)
+        # In place where nothing else holds the linear's output: a new (B, L, intermediate) tensor per layer had its
+        # pages mapped afresh by the system allocator, 8 % of a deberta-base forward at 8 x 128 on CPU.
+        return ACT2FN_INPLACE[self.hidden_act](hidden_states)
 
 
 class DebertaOutput(nn.Module):

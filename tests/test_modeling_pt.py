@@ -354,6 +354,49 @@ def test_inference_keeps_position_projections_until_a_weight_changes(variant, mo
     check(11, [table_rows] * 3)
 
 
+def test_in_place_activations_equal_the_activations():
+    modeling = deberta_pt.modeling
+    assert modeling.ACT2FN_INPLACE.keys() == modeling.ACT2FN.keys()
+    x = torch.randn(4, 37) * 3
+    for name, activation in modeling.ACT2FN.items():
+        y = x.clone()
+        assert modeling.ACT2FN_INPLACE[name](y).data_ptr() == y.data_ptr(), name
+        torch.testing.assert_close(y, activation(x), rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("variant", ["relative", "relu", "tanh"])
+def test_feed_forward_activation_in_place_only_where_nothing_else_sees_the_linear(variant, monkeypatch):
+    """Without autograd the feed-forward activation runs in place on its linear's output, with the same values;
+    not where a forward hook may hold that output (or expects the activation module to run)."""
+    model = build("Model", make_config(variant)).eval()
+    intermediate = model.encoder.layer[0].intermediate
+    hidden = torch.randn(2, 5, model.config.hidden_size)
+    expected = intermediate(hidden)  # autograd on
+    in_place = []
+    monkeypatch.setattr(deberta_pt.modeling, "ACT2FN_INPLACE", {
+        name: (lambda x, f=f, name=name: in_place.append(name) or f(x))
+        for name, f in deberta_pt.modeling.ACT2FN_INPLACE.items()})
+    with torch.no_grad():
+        got = intermediate(hidden)
+    assert in_place == [model.config.hidden_act]
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    kept = []
+    handle = intermediate.dense.register_forward_hook(lambda module, args, output: kept.append(output))
+    in_place.clear()
+    with torch.no_grad():
+        got = intermediate(hidden)
+    handle.remove()
+    assert in_place == []
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    torch.testing.assert_close(kept[0], F.linear(hidden, intermediate.dense.weight, intermediate.dense.bias))
+    for handle in (torch.nn.modules.module.register_module_forward_hook(lambda module, args, output: None),
+                   intermediate.intermediate_act_fn.register_forward_pre_hook(lambda module, args: None)):
+        with torch.no_grad():
+            intermediate(hidden)
+        handle.remove()
+        assert in_place == []
+
+
 def test_losses_against_direct_computation():
     config = make_config("relative", num_labels=3)
     batch = torch_batch(config)
