@@ -227,29 +227,32 @@ class WeightCache:
     """A value computed from some tensors (a layer's weights), kept until one of them differs from the copy taken
     when it was computed, or until it is asked for under another autocast state or with another `key`. The copies
     are compared element by element on every use, so that a change is seen however it was made (an optimizer step,
-    `load_state_dict`, a write through `.data` or numpy). Not copied with its module (`copy.deepcopy`, pickling):
-    a copy starts empty.
+    `load_state_dict`, a write through `.data` or numpy). One entry, replaced whole, so that threads sharing the
+    module each see a consistent one. Not copied with its module (`copy.deepcopy`, pickling): a copy starts empty.
     """
 
     def __init__(self) -> None:
         self.clear()
 
     def clear(self) -> None:
-        self.copies, self.state, self.value = None, None, None
+        self.entry: Optional[tuple] = None  # (state, copies, value)
 
     def get(self, tensors: list, compute: Callable[[], Any], key: Any = None) -> Any:
         device = tensors[0].device.type
         state = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device), key)
-        if not (self.state == state and self.holds(tensors)):
-            self.clear()  # release the old value before computing the new one
-            self.value = compute()
-            self.copies, self.state = [t.detach().clone() for t in tensors], state
-        return self.value
+        entry = self.entry
+        if entry is not None and entry[0] == state and self.equal(entry[1], tensors):
+            return entry[2]
+        self.entry = None  # release the old value before computing the new one
+        value = compute()
+        self.entry = (state, [t.detach().clone() for t in tensors], value)
+        return value
 
-    def holds(self, tensors: list) -> bool:
-        return self.copies is not None and len(self.copies) == len(tensors) and all(
+    @staticmethod
+    def equal(copies: list, tensors: list) -> bool:
+        return len(copies) == len(tensors) and all(
             c.shape == t.shape and c.dtype == t.dtype and c.device == t.device and torch.equal(c, t)
-            for c, t in zip(self.copies, tensors)
+            for c, t in zip(copies, tensors)
         )
 
     def __getstate__(self) -> dict:

@@ -348,8 +348,8 @@ def test_inference_keeps_position_projections_until_a_weight_changes(variant, mo
     model.encoder.rel_embeddings.weight.data[0].mul_(-1)
     check(11, [table_rows] * 3)
     model.train()
-    assert all(a.position_cache.copies is None for a in attention)  # nothing held while training
-    assert model.encoder.table_version.copies is None
+    assert all(a.position_cache.entry is None for a in attention)  # nothing held while training
+    assert model.encoder.table_version.entry is None
     model.eval()
     check(11, [table_rows] * 3)
 
