@@ -1,9 +1,10 @@
 """DeBERTa (v1) in PyTorch: embeddings, disentangled attention, encoder, heads.
 
 `deberta_tf/modeling.py` mirrors this file class for class and name for name; attribute names are the
-checkpoint weight names. The two autograd functions (`SavedProbabilitiesAttention`, `CrossEntropyFromLogits`)
-and `WeightCache` have no TensorFlow counterpart: they change only what PyTorch keeps (for the backward; between
-calls), not what is computed.
+checkpoint weight names. The two autograd functions (`SavedProbabilitiesAttention`, `CrossEntropyFromLogits`),
+`WeightCache` (with `DisentangledSelfAttention.cached_position_layers` and `DebertaEncoder.relative_index`) and
+the in-place activations (`ACT2FN_INPLACE`) have no TensorFlow counterpart: they change only what PyTorch keeps
+(for the backward; between calls) or allocates, not what is computed.
 Shapes: B batch, L sequence length, H heads, d head size, R = config.attention_span.
 """
 

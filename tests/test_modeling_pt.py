@@ -1,3 +1,4 @@
+import copy
 import json
 import logging
 import math
@@ -341,6 +342,8 @@ def test_inference_keeps_position_projections_until_a_weight_changes(variant, mo
     check(11, [table_rows] * 3)
     check(11, [])
     check(6, [])  # another length reads other rows of the same projections
+    copied = copy.deepcopy(model)  # and pickled models: a copy starts empty
+    assert all(layer.attention.self.position_cache.entry is None for layer in copied.encoder.layer)
     attention = [layer.attention.self for layer in model.encoder.layer]
     weight = attention[1].pos_q_proj.bias if "p2c" in model.config.pos_att_type else attention[1].pos_proj.weight
     weight.data.add_(0.5)  # no version counter sees this
