@@ -493,11 +493,9 @@ class DisentangledSelfAttention(nn.Module):
         rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`).
         query_states: (B, L, hidden) to build the queries from instead of hidden_states (the Enhanced Mask
         Decoder); keys and values always come from hidden_states."""
-        query_layer, key_layer, value_layer = self.transpose_for_scores(self.in_proj(hidden_states)).chunk(3, dim=-1)
+        query_layer, key_layer, value_layer = self.transpose_for_scores(self.in_projection(hidden_states)).chunk(3, -1)
         if query_states is not None:
-            query_layer = self.transpose_for_scores(self.in_proj(query_states)).chunk(3, dim=-1)[0]
-        query_layer = query_layer + self.transpose_for_scores(self.q_bias[None, None, :])
-        value_layer = value_layer + self.transpose_for_scores(self.v_bias[None, None, :])
+            query_layer = self.transpose_for_scores(self.in_projection(query_states)).chunk(3, dim=-1)[0]
         scale = math.sqrt(self.attention_head_size * self.scale_factor)
         query_layer = query_layer / scale
 
@@ -523,6 +521,22 @@ class DisentangledSelfAttention(nn.Module):
             ), None
         context_layer = context_layer.permute(0, 2, 1, 3).reshape(*hidden_states.shape[:-1], self.all_head_size)
         return context_layer, attention_probs
+
+    def in_projection(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(B, L, hidden) -> in_proj plus q_bias and v_bias: (B, L, H * 3d), per head q, k, v as in_proj's rows.
+
+        Where in_proj is a plain Linear that no hook watches, the biases go into its product, one addmm instead of
+        two more passes over the queries and values (on CPU, two parallel regions; stacking the biases is too small
+        to be one); a module that replaces or wraps it (an adapter, a quantized or parametrized Linear) is called
+        as it is. Under autocast the float32
+        biases are added after the product, which they promote to float32, as the plain formula does."""
+        heads = self.num_attention_heads
+        zeros = self.q_bias.new_zeros(heads, self.attention_head_size)
+        bias = torch.stack([self.q_bias.view(heads, -1), zeros, self.v_bias.view(heads, -1)], dim=1).view(-1)
+        plain = type(self.in_proj) is nn.Linear and self.in_proj.bias is None and not forward_hooked(self.in_proj)
+        if plain and not torch.is_autocast_enabled(hidden_states.device.type):
+            return F.linear(hidden_states, self.in_proj.weight, bias)
+        return self.in_proj(hidden_states) + bias
 
     def eager_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
         """Plain softmax attention under a (B, 1, n, L) pair mask (`pair_mask`); masked probabilities are exactly
@@ -572,15 +586,19 @@ class DisentangledSelfAttention(nn.Module):
         return pos_key_layer, pos_query_layer
 
     def cached_position_layers(
-        self, table: torch.Tensor, index: torch.Tensor, version: object
+        self, table: torch.Tensor, index: torch.Tensor | slice, version: object
     ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """`position_layers` of the rows table[index] ((2R, hidden) table, (2L,) index), gathered from this layer's
-        `position_layers` of the whole table, which it keeps between calls while its weights and the table's
-        `version` (`DebertaEncoder.forward`) stay the same (`position_cache`). For inference: on CPU at
-        deberta-base's shape those products take 8 % of a 2 x 512 forward, and they depend on the weights alone."""
+        """`position_layers` of the rows table[index] ((2R, hidden) table, 2L rows: `DebertaEncoder.relative_index`),
+        taken from this layer's `position_layers` of the whole table, which it keeps between calls while its weights
+        and the table's `version` (`DebertaEncoder.forward`) stay the same (`position_cache`). For inference: on CPU
+        at deberta-base's shape those products take 8 % of a 2 x 512 forward, and they depend on the weights alone."""
         weights = [p for name in ("pos_proj", "pos_q_proj") if hasattr(self, name)
                    for p in getattr(self, name).parameters()]
-        pos_key_layer, pos_query_layer = self.position_cache.get(weights, lambda: self.position_layers(table), version)
+
+        def compute() -> tuple:  # contiguous per head, so that a slice of rows is too
+            return tuple(None if layer is None else layer.contiguous() for layer in self.position_layers(table))
+
+        pos_key_layer, pos_query_layer = self.position_cache.get(weights, compute, version)
         # their key rows are those of the table reversed, and so are table[index]'s: the distances are symmetric,
         # index[2L - 1 - t] = 2R - 1 - index[t] (`build_relative_position`)
         return tuple(None if layer is None else layer[:, index] for layer in (pos_key_layer, pos_query_layer))
@@ -740,8 +758,12 @@ class DebertaEncoder(nn.Module):
         token = token_mask(valid)
         return (valid & token[:, None, :] & token[:, :, None])[:, None]
 
-    def relative_index(self, length: int, device: torch.device) -> torch.Tensor:
-        """(2L,) rows of `rel_embeddings` for the distances -L .. L-1 (`build_relative_position`)."""
+    def relative_index(self, length: int, device: torch.device) -> torch.Tensor | slice:
+        """The 2L rows of `rel_embeddings` for the distances -L .. L-1 (`build_relative_position`): a slice where no
+        distance is clamped (L <= R: they are the rows R - L .. R + L - 1), so that taking them is a view and not a
+        gather (1.2 ms per layer and call at 2 x 512 on CPU for the kept projections), else a (2L,) index."""
+        if isinstance(length, int) and length <= self.max_relative_positions:
+            return slice(self.max_relative_positions - length, self.max_relative_positions + length)
         span = rules.relative_span(length, length, self.max_relative_positions)
         return build_relative_position(length, span, self.max_relative_positions, device)
 

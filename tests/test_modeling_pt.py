@@ -357,6 +357,55 @@ def test_inference_keeps_position_projections_until_a_weight_changes(variant, mo
     check(11, [table_rows] * 3)
 
 
+def test_relative_rows_are_a_slice_where_no_distance_is_clamped():
+    """The rows of the relative-position table for a length: `build_relative_position`'s, as a slice (a view, no
+    gather) wherever L <= R leaves every distance unclamped."""
+    encoder = build("Model", make_config("short_span")).encoder
+    table = torch.arange(2 * encoder.max_relative_positions)
+    for length in range(1, 2 * encoder.max_relative_positions + 3):
+        rows = encoder.relative_index(length, table.device)
+        span = deberta_common.rules.relative_span(length, length, encoder.max_relative_positions)
+        expected = deberta_pt.modeling.build_relative_position(length, span, encoder.max_relative_positions, "cpu")
+        assert isinstance(rows, slice) == (length <= encoder.max_relative_positions), length
+        assert torch.equal(table[rows], expected), length
+
+
+def test_in_projection_calls_an_in_proj_that_is_hooked_or_replaced(monkeypatch):
+    """q, k, v with their biases (per head interleaved, as in_proj's rows), the biases inside the product; a hooked
+    in_proj, or a module in its place (an adapter), is called as it is."""
+    model = build("Model", make_config("relative"))
+    att = model.encoder.layer[0].attention.self
+    H, d = att.num_attention_heads, att.attention_head_size
+    x = torch.randn(2, 5, model.config.hidden_size)
+    plain = (x @ att.in_proj.weight.T).view(2, 5, H, 3, d)
+    biases = torch.stack([att.q_bias.view(H, d), torch.zeros(H, d), att.v_bias.view(H, d)], dim=1)
+    expected = (plain + biases).view(2, 5, -1)
+    with torch.no_grad():
+        calls = []
+        with monkeypatch.context() as patch:  # a plain in_proj: one product with the biases, not the module's
+            patch.setattr(torch.nn.Linear, "forward", lambda self, hidden: calls.append(self) or F.linear(
+                hidden, self.weight, self.bias))
+            torch.testing.assert_close(att.in_projection(x), expected)
+        assert calls == []
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # a bfloat16 product plus the float32 biases, as before
+            assert att.in_projection(x).dtype == torch.float32
+        seen = []
+        handle = att.in_proj.register_forward_hook(lambda module, args, output: seen.append(output))
+        torch.testing.assert_close(att.in_projection(x), expected)
+        handle.remove()
+        assert len(seen) == 1
+        torch.testing.assert_close(seen[0], plain.view(2, 5, -1))
+
+        class Adapter(torch.nn.Linear):
+            def forward(self, hidden):
+                return super().forward(hidden) + 1.0
+
+        adapter = Adapter(model.config.hidden_size, 3 * model.config.hidden_size, bias=False)
+        adapter.weight = att.in_proj.weight
+        att.in_proj = adapter
+        torch.testing.assert_close(att.in_projection(x), expected + 1.0)
+
+
 def test_in_place_activations_equal_the_activations():
     modeling = deberta_pt.modeling
     assert modeling.ACT2FN_INPLACE.keys() == modeling.ACT2FN.keys()
