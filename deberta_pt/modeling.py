@@ -493,7 +493,8 @@ class DisentangledSelfAttention(nn.Module):
         rel_embeddings: (2L, hidden), the rows for distances -L .. L-1 (see `build_relative_position`).
         query_states: (B, L, hidden) to build the queries from instead of hidden_states (the Enhanced Mask
         Decoder); keys and values always come from hidden_states."""
-        query_layer, key_layer, value_layer = self.transpose_for_scores(self.in_projection(hidden_states)).chunk(3, -1)
+        projected = self.in_projection(hidden_states)
+        query_layer, key_layer, value_layer = self.transpose_for_scores(projected).chunk(3, dim=-1)
         if query_states is not None:
             query_layer = self.transpose_for_scores(self.in_projection(query_states)).chunk(3, dim=-1)[0]
         scale = math.sqrt(self.attention_head_size * self.scale_factor)
@@ -528,8 +529,7 @@ class DisentangledSelfAttention(nn.Module):
         Where in_proj is a plain Linear that no hook watches, the biases go into its product, one addmm instead of
         two more passes over the queries and values (on CPU, two parallel regions; stacking the biases is too small
         to be one); a module that replaces or wraps it (an adapter, a quantized or parametrized Linear) is called
-        as it is. Under autocast the float32
-        biases are added after the product, which they promote to float32, as the plain formula does."""
+        as it is. Under autocast the float32 biases are added after the product, which they promote to float32."""
         heads = self.num_attention_heads
         zeros = self.q_bias.new_zeros(heads, self.attention_head_size)
         bias = torch.stack([self.q_bias.view(heads, -1), zeros, self.v_bias.view(heads, -1)], dim=1).view(-1)

@@ -314,13 +314,10 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
         query_states: (B, L, hidden) to build the queries from instead of hidden_states (the Enhanced Mask
         Decoder); keys and values always come from hidden_states.
         Returns the context (B, L, hidden) and, with output_attentions, the probabilities (B, H, L, L)."""
-        query_layer, key_layer, value_layer = tf.split(
-            self.transpose_for_scores(self.in_proj(hidden_states)), 3, axis=-1
-        )
+        projected = self.in_projection(hidden_states)
+        query_layer, key_layer, value_layer = tf.split(self.transpose_for_scores(projected), 3, axis=-1)
         if query_states is not None:
-            query_layer = tf.split(self.transpose_for_scores(self.in_proj(query_states)), 3, axis=-1)[0]
-        query_layer = query_layer + self.transpose_for_scores(self.q_bias[None, None, :])
-        value_layer = value_layer + self.transpose_for_scores(self.v_bias[None, None, :])
+            query_layer = tf.split(self.transpose_for_scores(self.in_projection(query_states)), 3, axis=-1)[0]
         scale = math.sqrt(self.attention_head_size * self.scale_factor)
         query_layer = query_layer / scale
 
@@ -346,6 +343,14 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
             )
         context_layer = tf.reshape(tf.transpose(context_layer, [0, 2, 1, 3]), [batch, length, self.all_head_size])
         return context_layer, attention_probs
+
+    def in_projection(self, hidden_states: tf.Tensor) -> tf.Tensor:
+        """(B, L, hidden) -> in_proj plus q_bias and v_bias: (B, L, H * 3d), per head q, k, v as in_proj's columns;
+        one add of both biases, interleaved per head."""
+        heads = self.num_attention_heads
+        q_bias, v_bias = tf.reshape(self.q_bias, [heads, -1]), tf.reshape(self.v_bias, [heads, -1])
+        bias = tf.reshape(tf.stack([q_bias, tf.zeros_like(q_bias), v_bias], axis=1), [-1])
+        return self.in_proj(hidden_states) + bias
 
     def eager_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
         """Plain softmax attention under a (B, 1, n, L) pair mask (`pair_mask`); masked probabilities are exactly
