@@ -498,28 +498,32 @@ class DisentangledSelfAttention(nn.Module):
         if query_states is not None:
             query_layer = self.transpose_for_scores(self.in_projection(query_states)).chunk(3, dim=-1)[0]
         scale = math.sqrt(self.attention_head_size * self.scale_factor)
-        query_layer = query_layer / scale
 
         fused = not (output_attentions or self.talking_head or self.attn_implementation == "eager")
-        rel_att = None
-        if self.relative_attention and any(t in self.pos_att_type for t in ("c2p", "p2c", "p2p")):
-            table = workspace.get("relative_table") if workspace is not None and not self.training else None
-            if table is not None:  # inference on CPU
-                pos_key_layer, pos_query_layer = self.cached_position_layers(*table)
-            else:
-                pos_key_layer, pos_query_layer = self.position_layers(self.pos_dropout(rel_embeddings))
-            rel_att = self.disentangled_att_bias(
-                query_layer, key_layer, pos_key_layer, pos_query_layer, attention_mask if fused else None, workspace
-            )
-
-        if not fused:
-            context_layer, attention_probs = self.eager_attention(
-                query_layer, key_layer, value_layer, pair_mask(attention_mask), rel_att
-            )
+        layers = (query_layer, key_layer, value_layer, rel_embeddings)
+        if fused and self.kernel_applies(attention_mask, *layers):
+            context_layer, attention_probs = self.kernel_attention(attention_mask, *layers, scale), None
         else:
-            context_layer, attention_probs = self.sdpa_attention(
-                query_layer, key_layer, value_layer, attention_mask, rel_att
-            ), None
+            query_layer = query_layer / scale
+            rel_att = None
+            if self.relative_attention and any(t in self.pos_att_type for t in ("c2p", "p2c", "p2p")):
+                table = workspace.get("relative_table") if workspace is not None and not self.training else None
+                if table is not None:  # inference on CPU
+                    pos_key_layer, pos_query_layer = self.cached_position_layers(*table)
+                else:
+                    pos_key_layer, pos_query_layer = self.position_layers(self.pos_dropout(rel_embeddings))
+                rel_att = self.disentangled_att_bias(
+                    query_layer, key_layer, pos_key_layer, pos_query_layer, attention_mask if fused else None,
+                    workspace,
+                )
+            if not fused:
+                context_layer, attention_probs = self.eager_attention(
+                    query_layer, key_layer, value_layer, pair_mask(attention_mask), rel_att
+                )
+            else:
+                context_layer, attention_probs = self.sdpa_attention(
+                    query_layer, key_layer, value_layer, attention_mask, rel_att
+                ), None
         context_layer = context_layer.permute(0, 2, 1, 3).reshape(*hidden_states.shape[:-1], self.all_head_size)
         return context_layer, attention_probs
 
@@ -572,6 +576,44 @@ class DisentangledSelfAttention(nn.Module):
                     query_layer, key_layer, value_layer, attn_mask=bias, dropout_p=dropout_p, scale=1.0
                 )
         return torch.where(token[..., None], context, 0.0)
+
+    def kernel_applies(self, attention_mask: torch.Tensor, *layers: Optional[torch.Tensor]) -> bool:
+        """Whether `kernel_attention` takes this call: attn_implementation="triton", on a GPU (or under Triton's
+        interpreter), a token mask (not pairs), no p2p, no attention dropout, nothing that needs a gradient, not
+        traced by torch.compile. Elsewhere the default path runs."""
+        if self.attn_implementation != "triton" or "p2p" in self.pos_att_type or attention_mask.shape[-2] > 1:
+            return False
+        if self.training and self.dropout.p > 0 or torch.compiler.is_compiling():
+            return False
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*layers, *self.parameters())):
+            return False
+        try:
+            from deberta_pt import triton_attention
+        except ImportError as error:
+            if layers[0].is_cuda:
+                raise ImportError('attn_implementation="triton" needs the triton package (pip install triton)') \
+                    from error
+            return False
+        return triton_attention.runs_on(layers[0])
+
+    def kernel_attention(self, attention_mask, query_layer, key_layer, value_layer, rel_embeddings, scale):
+        """`triton_attention.relative_attention` of the unscaled queries, scaled in the kernel: c2p and p2c are
+        (B, H, L, 2 span) scores against the position keys and queries of the distances -span .. span - 1 (every
+        farther distance reads an edge row), column i - j + span for query i and key j."""
+        from deberta_pt import triton_attention
+
+        c2p = p2c = None
+        length = query_layer.shape[-2]
+        span = rules.relative_span(length, length, self.max_relative_positions)
+        if self.relative_attention and ("c2p" in self.pos_att_type or "p2c" in self.pos_att_type):
+            rows = self.pos_dropout(rel_embeddings[length - span : length + span])  # of distances -L .. L-1
+            if "c2p" in self.pos_att_type:
+                c2p = position_scores(query_layer, self.transpose_for_scores(self.pos_proj(rows)[None])[0])
+            if "p2c" in self.pos_att_type:
+                p2c = position_scores(key_layer, self.transpose_for_scores(self.pos_q_proj(rows)[None])[0])
+        return triton_attention.relative_attention(
+            query_layer, key_layer, value_layer, c2p, p2c, attention_mask[:, 0, 0], span, 1 / scale
+        )
 
     def position_layers(self, rel_embeddings: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """The position keys of the reversed rows (for c2p and p2p) and the position queries, divided by the
