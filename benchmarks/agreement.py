@@ -5,8 +5,9 @@
 
 At the microsoft/deberta-base shape (random weights, a padded batch, dropout off) it compares, against our plain
 attention (`attn_implementation="eager"`) in float32: the masked-LM logits of the tokens, the loss and the
-gradients of every weight, of our fused attention (float32 and bfloat16), of `torch.compile` on it (--compile)
-and of the reference implementation when it is importable. Logits are compared in inference and in training
+gradients of every weight, of our fused attention (float32 and bfloat16), of `torch.compile` on it (--compile),
+of our Triton kernel (--triton, GPUs; it takes inference only, training runs the fused path) and of the reference
+implementation when it is importable. Logits are compared in inference and in training
 mode, since a GPU may pick another attention kernel when a gradient is needed. A float32 row must stay within 1e-5
 of the largest value (2e-4 for gradients, which sum over the batch); a bfloat16 row within twice the error of our
 plain attention run in bfloat16, or within bfloat16's rounding (2^-8), whichever is larger. Prints a table; exits 1
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--shape", default="4x256", help="BxL; the last row of the batch is half padding")
     parser.add_argument("--compile", action="store_true", help="also torch.compile our model")
+    parser.add_argument("--triton", action="store_true", help='also attn_implementation="triton"')
     args = parser.parse_args()
     batch_size, length = (int(x) for x in args.shape.split("x"))
 
@@ -66,6 +68,9 @@ def main() -> None:
         plain = deberta_pt.DebertaForMaskedLM.from_pretrained(folder, attn_implementation="eager")
         fused = deberta_pt.DebertaForMaskedLM.from_pretrained(folder)
         rows = [("ours fused", fused, False)] + [("ours fused, compiled", fused, True)] * args.compile
+        if args.triton:
+            triton = deberta_pt.DebertaForMaskedLM.from_pretrained(folder, attn_implementation="triton")
+            rows.append(("ours triton", triton, False))
         try:
             import transformers
 

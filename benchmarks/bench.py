@@ -4,6 +4,7 @@
     python benchmarks/bench.py --mode train --shapes 8x128,2x512
     python benchmarks/bench.py --device cuda --dtype bfloat16 --impls ours-pt,ours-pt-compile,ref-pt,ref-pt-compile
     python benchmarks/bench.py --device cuda --dtype bfloat16 --impls ref-pt-graphs,ours-pt-graphs   # CUDA graphs
+    python benchmarks/bench.py --device cuda --dtype bfloat16 --impls ref-pt,ours-pt,ours-pt-triton  # our kernel
 
 Shape: 12 layers, hidden 768, 12 heads, relative attention c2p|p2c, span 512, vocab 50265, random weights.
 Every measurement runs in a fresh subprocess (so peak memory is that run's own) on the same saved weights.
@@ -40,6 +41,7 @@ BASE_SHAPE = dict(
 # products are not TensorFlow's.
 IMPLS = ("bound-pt", "bound-tf-graph", "bound-tf-xla", "ref-pt", "ref-pt-compile", "ref-tf-graph", "ref-tf-xla",
          "ours-pt", "ours-pt-compile", "ours-tf-graph", "ours-tf-xla")
+# "ours-pt-triton": our PyTorch model with attn_implementation="triton" (its Triton kernel, GPUs only), eager.
 # `torch.compile` modes by the impl's last word. "graphs" (CUDA graphs: one launch replays the whole forward)
 # is named only on a GPU, `--impls ref-pt-graphs,ours-pt-graphs`; on a CPU it is the default mode.
 COMPILE_MODES = {"compile": "default", "graphs": "reduce-overhead"}
@@ -100,7 +102,7 @@ def run_pt(impl: str, folder: str, batch: int, length: int, mode: str, device: s
         import deberta_pt
 
         cls = deberta_pt.DebertaForMaskedLM if mode == "train" else deberta_pt.DebertaModel
-        model = cls.from_pretrained(folder)
+        model = cls.from_pretrained(folder, **({"attn_implementation": "triton"} if impl.endswith("triton") else {}))
     else:
         import transformers
 
@@ -296,7 +298,7 @@ def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list
                 except subprocess.TimeoutExpired:
                     result = {"error": f"timed out after {args.timeout}s"}
                 results[impl] = result
-                ref = results.get(impl.replace("ours", "ref").replace("tf-xla", "tf-graph"))
+                ref = results.get(impl.replace("ours", "ref").replace("tf-xla", "tf-graph").replace("-triton", ""))
                 keys = ("tokens_per_s", "peak_bytes", "later_peak_bytes")
                 ratios = [""] * 3
                 if "tokens_per_s" in result and ref and "tokens_per_s" in ref and impl.startswith("ours"):
