@@ -239,6 +239,11 @@ def worker(args: argparse.Namespace) -> None:
         from deberta_common import rules
 
         rules.RELATIVE_BLOCK = args.relative_block  # read by our attention layers when they are built
+    if args.triton_blocks:
+        from deberta_pt import triton_attention
+
+        triton_attention.BLOCK_M, triton_attention.BLOCK_N, triton_attention.NUM_WARPS = (
+            int(x) for x in args.triton_blocks.split("x"))
     batch, length = (int(x) for x in args.shape.split("x"))
     runners = {"bound-pt": run_bound, "bound-tf": run_bound_tf, "ours-pt": run_pt, "ref-pt": run_pt}
     runner = runners.get("-".join(args.impl.split("-")[:2]), run_tf)
@@ -275,6 +280,7 @@ def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list
     """One subprocess per (mode, shape, implementation) on the weights in `folder`; a markdown row each."""
     rows = []
     block = f"; our relative blocks of {args.relative_block}" if args.relative_block else ""
+    block += f"; Triton blocks (queries x keys x warps) {args.triton_blocks}" if args.triton_blocks else ""
     print(f"# {args.device} {args.dtype}, deberta-base shape, median of {args.repeats}{block}; "
           f"not importable here: {', '.join(skipped) or 'none'}")
     print("| mode | impl | shape | tokens/s | peak MiB | later MiB | speed vs ref | memory vs ref | later vs ref |")
@@ -289,7 +295,7 @@ def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list
                     continue
                 cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--shape", shape, "--folder", folder,
                        "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats),
-                       "--relative-block", str(args.relative_block)]
+                       "--relative-block", str(args.relative_block), "--triton-blocks", args.triton_blocks]
                 env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
                 try:
                     run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
@@ -336,6 +342,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--relative-block", type=int, default=0,
                         help="queries (keys) per block of our relative-position scores; 0: the library's own (256)")
+    parser.add_argument("--triton-blocks", default="",
+                        help="MxNxW: queries and keys per tile and warps per program of our Triton kernel "
+                             "(ours-pt-triton); default: the library's own (64x64x4)")
     worker_arguments(parser, "impl", "shape", "folder")
     args = parser.parse_args()
     if args.worker:

@@ -94,8 +94,10 @@ def _relative_attention_kernel(
 
 
 INTERPRETED = isinstance(_relative_attention_kernel, InterpretedFunction)
+# Not tuned on a GPU yet: benchmarks/bench.py --triton-blocks sets them to compare
 BLOCK_M = 64  # queries per program
 BLOCK_N = 64  # keys per step
+NUM_WARPS = 4
 
 
 def runs_on(tensor: torch.Tensor) -> bool:
@@ -131,6 +133,6 @@ def relative_attention(
         BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
         PRECISION="ieee" if query.dtype == torch.float32 else None,  # no TF32: float32 stays within 1e-5
         # float32 tiles pipelined three deep need 128 KiB of shared memory, more than many GPUs have (one: 48 KiB)
-        num_stages=1 if query.dtype == torch.float32 else 3,
+        num_stages=1 if query.dtype == torch.float32 else 3, num_warps=NUM_WARPS,
     )
     return out
