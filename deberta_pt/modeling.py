@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 from typing import Any, Callable, Optional
 
 import torch
@@ -586,6 +587,11 @@ class DisentangledSelfAttention(nn.Module):
         if self.training and self.dropout.p > 0 or torch.compiler.is_compiling():
             return False
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*layers, *self.parameters())):
+            return False
+        # On CPU only Triton's interpreter runs it; Triton is not imported there otherwise: in a process that has
+        # loaded TensorFlow first, importing it aborts (both bring LLVM, whose options then clash)
+        interpreter = os.environ.get("TRITON_INTERPRET", "").lower() in ("1", "true", "on")
+        if not (layers[0].is_cuda or interpreter):
             return False
         try:
             from deberta_pt import triton_attention

@@ -1,7 +1,9 @@
-"""Checks of the Triton attention kernel on CPU tensors, run by tests/test_triton_attention.py in a process of their
-own under TRITON_INTERPRET=1 (Triton picks the interpreter when it compiles a kernel, i.e. at import).
+"""Checks of the Triton attention kernel on CPU tensors, run by tests/test_triton_attention.py each in a process of
+its own: under TRITON_INTERPRET=1 (Triton picks the interpreter when it compiles a kernel, i.e. at import), and
+without it (`cpu`), since a process that has loaded TensorFlow first (pytest's) aborts when it imports Triton.
 
     TRITON_INTERPRET=1 python tests/triton_checks.py kernel|model|fallback
+    python tests/triton_checks.py cpu
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import sys
 import torch
 
 import deberta_pt
-from deberta_pt import triton_attention
 from variants import make_batch, make_config
 
 
@@ -36,6 +37,8 @@ def direct(query, key, value, c2p, p2c, key_mask, offset, scale) -> torch.Tensor
 def check_kernel() -> None:
     """Against `direct`: lengths across several blocks of queries and keys and not multiples of them, a head size
     that is not a power of 2, each term alone, right and left padding (a first block of keys all masked)."""
+    from deberta_pt import triton_attention
+
     assert triton_attention.INTERPRETED
     torch.manual_seed(0)
     cases = [  # B, H, L, d, W, offset, scale, dtype
@@ -78,6 +81,8 @@ def models(variant: str, head: str) -> tuple:
 
 
 def count_calls() -> list:
+    from deberta_pt import triton_attention
+
     calls = []
     original = triton_attention.relative_attention
 
@@ -131,6 +136,15 @@ def check_fallback() -> None:
     assert not calls
 
 
+def check_cpu() -> None:
+    """Without the interpreter, CPU tensors take the default path, exactly, and Triton is not imported."""
+    default, kernel = models("relative", "Model")
+    batch = {k: torch.from_numpy(v) for k, v in make_batch(default.config).items()}
+    with torch.inference_mode():
+        assert torch.equal(kernel(**batch)[0], default(**batch)[0])
+    assert "triton" not in sys.modules
+
+
 if __name__ == "__main__":
-    {"kernel": check_kernel, "model": check_model, "fallback": check_fallback}[sys.argv[1]]()
+    {"kernel": check_kernel, "model": check_model, "fallback": check_fallback, "cpu": check_cpu}[sys.argv[1]]()
     print("ok")
