@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	# the project's `torch` requirement is already met and nothing larger is downloaded.
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[test]'
+	# Triton (Linux only), for the tests of the GPU attention kernel under Triton's interpreter: beside the venv's
+	# packages, not among them, since torch imports an installed Triton when Dynamo loads, which aborts a process
+	# that has imported TensorFlow first (both bundle LLVM). 3.9: older interpreters fail with numpy 2.4.
+	if [ "$$(uname)" = Linux ]; then $(PY) -m pip install --target $(VENV)/triton 'triton>=3.9'; fi
 	touch $(STAMP)
 
 test: $(STAMP)
