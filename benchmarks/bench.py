@@ -17,6 +17,7 @@ makes a separate venv with it. Nothing here is imported by the library.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -277,49 +278,59 @@ def make_weights(folder: str) -> None:
 
 
 def print_table(args: argparse.Namespace, folder: str, shapes: list, impls: list, skipped: list, modes: tuple) -> None:
-    """One subprocess per (mode, shape, implementation) on the weights in `folder`; a markdown row each."""
+    """One subprocess per (mode, shape, implementation) on the weights in `folder`; a markdown row each. With
+    --rounds, the implementations of a shape run that many times in turn (reference, ours, reference, ours, ...),
+    and a second table gives each ratio of speeds over the rounds: on a machine whose speed drifts, the ratio of
+    one round moves with it."""
     rows = []
+    speed_ratios = {}  # (mode, impl, shape) -> ours / reference in each round
     block = f"; our relative blocks of {args.relative_block}" if args.relative_block else ""
     block += f"; Triton blocks (queries x keys x warps) {args.triton_blocks}" if args.triton_blocks else ""
     print(f"# {args.device} {args.dtype}, deberta-base shape, median of {args.repeats}{block}; "
           f"not importable here: {', '.join(skipped) or 'none'}")
     print("| mode | impl | shape | tokens/s | peak MiB | later MiB | speed vs ref | memory vs ref | later vs ref |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for mode in modes:
-        for shape in shapes:
-            results = {}
-            for impl in impls:
-                if impl.startswith("bound") and mode != "infer":
-                    continue
-                if impl.startswith("bound-tf") and args.dtype != "float32":
-                    continue
-                cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--shape", shape, "--folder", folder,
-                       "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats),
-                       "--relative-block", str(args.relative_block), "--triton-blocks", args.triton_blocks]
-                env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-                try:
-                    run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
-                    result = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else {
-                        "error": (run.stderr.strip().splitlines() or ["failed"])[-1][:80]}
-                except subprocess.TimeoutExpired:
-                    result = {"error": f"timed out after {args.timeout}s"}
-                results[impl] = result
-                ref = results.get(impl.replace("ours", "ref").replace("tf-xla", "tf-graph").replace("-triton", ""))
-                keys = ("tokens_per_s", "peak_bytes", "later_peak_bytes")
-                ratios = [""] * 3
-                if "tokens_per_s" in result and ref and "tokens_per_s" in ref and impl.startswith("ours"):
-                    ratios = [f"{result[k] / max(ref[k], 1):.2f}x" for k in keys]
-                if "tokens_per_s" in result:
-                    line = f"| {mode} | {impl} | {shape} | {result['tokens_per_s']:.0f} | " \
-                           f"{result['peak_bytes'] / 2**20:.0f} | {result['later_peak_bytes'] / 2**20:.0f} | " \
-                           f"{' | '.join(ratios)} |"
-                else:
-                    line = f"| {mode} | {impl} | {shape} | fails: {result['error']} | | | | | |"
-                print(line, flush=True)
-                rows.append({"mode": mode, "impl": impl, "shape": shape, **result})
-                if args.json:  # after every row, so that an interrupted sweep keeps what it measured
-                    with open(args.json, "w") as fh:
-                        json.dump(rows, fh, indent=1)
+    for mode, shape, _ in itertools.product(modes, shapes, range(args.rounds)):
+        results = {}
+        for impl in impls:
+            if impl.startswith("bound") and mode != "infer":
+                continue
+            if impl.startswith("bound-tf") and args.dtype != "float32":
+                continue
+            cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--shape", shape, "--folder", folder,
+                   "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats),
+                   "--relative-block", str(args.relative_block), "--triton-blocks", args.triton_blocks]
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+            try:
+                run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
+                result = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else {
+                    "error": (run.stderr.strip().splitlines() or ["failed"])[-1][:80]}
+            except subprocess.TimeoutExpired:
+                result = {"error": f"timed out after {args.timeout}s"}
+            results[impl] = result
+            ref = results.get(impl.replace("ours", "ref").replace("tf-xla", "tf-graph").replace("-triton", ""))
+            keys = ("tokens_per_s", "peak_bytes", "later_peak_bytes")
+            ratios = [""] * 3
+            if "tokens_per_s" in result and ref and "tokens_per_s" in ref and impl.startswith("ours"):
+                ratios = [f"{result[k] / max(ref[k], 1):.2f}x" for k in keys]
+                speed_ratios.setdefault((mode, impl, shape), []).append(result[keys[0]] / ref[keys[0]])
+            if "tokens_per_s" in result:
+                line = f"| {mode} | {impl} | {shape} | {result['tokens_per_s']:.0f} | " \
+                       f"{result['peak_bytes'] / 2**20:.0f} | {result['later_peak_bytes'] / 2**20:.0f} | " \
+                       f"{' | '.join(ratios)} |"
+            else:
+                line = f"| {mode} | {impl} | {shape} | fails: {result['error']} | | | | | |"
+            print(line, flush=True)
+            rows.append({"mode": mode, "impl": impl, "shape": shape, **result})
+            if args.json:  # after every row, so that an interrupted sweep keeps what it measured
+                with open(args.json, "w") as fh:
+                    json.dump(rows, fh, indent=1)
+    if args.rounds > 1:
+        print(f"\n| mode | impl | shape | speed vs ref, median of {args.rounds} rounds | lowest | highest |")
+        print("|---|---|---|---|---|---|")
+        for (mode, impl, shape), values in speed_ratios.items():
+            print(f"| {mode} | {impl} | {shape} | {statistics.median(values):.2f}x | {min(values):.2f}x | "
+                  f"{max(values):.2f}x |")
 
 
 def worker_arguments(parser: argparse.ArgumentParser, *names: str) -> None:
@@ -338,6 +349,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1, help="run the implementations of a shape this many times "
+                        "in turn; more than 1 adds a table of the ratios over the rounds")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--relative-block", type=int, default=0,
