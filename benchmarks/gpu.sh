@@ -13,7 +13,7 @@
 # fp32 (fp32 inference), agreement-compile (agreement.py --compile), profile (profile_pt.py: where our eager model's
 # time goes, bf16 inference at 32x128 and training at 16x512 and 4x2048), triton (our Triton attention kernel,
 # attn_implementation="triton": agreement.py --triton, then bf16 inference against the reference and our default,
-# then with tiles of 128 queries and 8 warps).
+# then with tiles of 128 queries and 8 warps), profile-triton (profile_pt.py on it: inference at 32x128 and 4x2048).
 #
 # Tables go to stdout and, with every row as it is measured, to $OUT (the device tool's result folder), so
 # that a run cut short keeps what it measured. To try the script on a CPU first, with small shapes:
@@ -32,7 +32,7 @@ PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.." || exit 1
 export PYTHONUNBUFFERED=1
-[ "$*" = all ] && set -- agreement infer train compile graphs fp32 agreement-compile blocks profile triton
+[ "$*" = all ] && set -- agreement infer train compile graphs fp32 agreement-compile blocks profile triton profile-triton
 
 bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
     name=$1
@@ -65,6 +65,8 @@ bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
                 bench infer-bf16-triton --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt,ours-pt,ours-pt-triton
                 bench infer-bf16-triton-128 --dtype bfloat16 --shapes "$SHAPES" --impls ours-pt-triton \
                     --triton-blocks 128x64x8 ;;
+        profile-triton) $PYTHON benchmarks/profile_pt.py --device "$DEVICE" --dtype bfloat16 --top 10 \
+            --attn-implementation triton --cases "${PROFILE_CASES:-infer:32x128,infer:4x2048}" ;;
         profile) $PYTHON benchmarks/profile_pt.py --device "$DEVICE" --dtype bfloat16 --top 14 \
             --cases "${PROFILE_CASES:-infer:32x128,train:16x512,train:4x2048}" ;;
         *) echo "unknown step $step" >&2 ;;
