@@ -580,9 +580,9 @@ class DisentangledSelfAttention(nn.Module):
 
     def kernel_applies(self, attention_mask: torch.Tensor, *layers: Optional[torch.Tensor]) -> bool:
         """Whether `kernel_attention` takes this call: attn_implementation="triton", on a GPU (or under Triton's
-        interpreter), a token mask (not pairs), no p2p, no attention dropout, nothing that needs a gradient, not
-        traced by torch.compile. Elsewhere the default path runs."""
-        if self.attn_implementation != "triton" or "p2p" in self.pos_att_type or attention_mask.shape[-2] > 1:
+        interpreter), no p2p, no attention dropout, nothing that needs a gradient, not traced by torch.compile.
+        Elsewhere the default path runs."""
+        if self.attn_implementation != "triton" or "p2p" in self.pos_att_type:
             return False
         if self.training and self.dropout.p > 0 or torch.compiler.is_compiling():
             return False
@@ -617,9 +617,8 @@ class DisentangledSelfAttention(nn.Module):
                 c2p = position_scores(query_layer, self.transpose_for_scores(self.pos_proj(rows)[None])[0])
             if "p2c" in self.pos_att_type:
                 p2c = position_scores(key_layer, self.transpose_for_scores(self.pos_q_proj(rows)[None])[0])
-        return triton_attention.relative_attention(
-            query_layer, key_layer, value_layer, c2p, p2c, attention_mask[:, 0, 0], span, 1 / scale
-        )
+        mask = attention_mask[:, 0] if attention_mask.shape[-2] > 1 else attention_mask[:, 0, 0]  # pairs or keys
+        return triton_attention.relative_attention(query_layer, key_layer, value_layer, c2p, p2c, mask, span, 1 / scale)
 
     def position_layers(self, rel_embeddings: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """The position keys of the reversed rows (for c2p and p2p) and the position queries, divided by the

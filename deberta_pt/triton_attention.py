@@ -32,13 +32,14 @@ def _relative_attention_kernel(
     v_strides0, v_strides1, v_strides2, v_strides3,
     c2p_strides0, c2p_strides1, c2p_strides2, c2p_strides3,
     p2c_strides0, p2c_strides1, p2c_strides2, p2c_strides3,
-    mask_strides0, mask_strides1,
+    mask_strides0, mask_strides1, mask_strides2,
     out_strides0, out_strides1, out_strides2, out_strides3,
     heads, length, width, offset, scale,
-    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_MASK: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_MASK: tl.constexpr, PAIRS: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """One program: BLOCK_M queries of one (batch row, head) against every key, BLOCK_N keys at a time."""
+    """One program: BLOCK_M queries of one (batch row, head) against every key, BLOCK_N keys at a time. The mask is
+    (B, L, L): pairs where PAIRS, else the keys' mask with a query stride of 0."""
     batch = (tl.program_id(1) // heads).to(tl.int64)  # so that offsets past 2^31 elements do not wrap
     head = (tl.program_id(1) % heads).to(tl.int64)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -71,8 +72,12 @@ def _relative_attention_kernel(
             scores += tl.trans(tl.load(pointers + column * p2c_strides3, mask=col_ok[:, None] & row_ok[None, :],
                                        other=0.0).to(tl.float32))
         scores *= scale * LOG2E
-        if HAS_MASK:
-            key_ok = tl.load(mask_ptr + batch * mask_strides0 + cols * mask_strides1, mask=col_ok, other=0) != 0
+        if HAS_MASK and PAIRS:
+            pointers = mask_ptr + batch * mask_strides0 + rows[:, None] * mask_strides1 + cols[None, :] * mask_strides2
+            pair_ok = tl.load(pointers, mask=row_ok[:, None] & col_ok[None, :], other=0) != 0
+            scores = tl.where(pair_ok, scores, MASKED)
+        elif HAS_MASK:
+            key_ok = tl.load(mask_ptr + batch * mask_strides0 + cols * mask_strides2, mask=col_ok, other=0) != 0
             scores = tl.where(key_ok[None, :], scores, MASKED)
         scores = tl.where(col_ok[None, :], scores, float("-inf"))
         new_maximum = tl.maximum(maximum, tl.max(scores, 1))
@@ -85,8 +90,9 @@ def _relative_attention_kernel(
         maximum = new_maximum
 
     out = acc / total[:, None]
-    if HAS_MASK:  # padded queries give 0, as the default path
-        query_ok = tl.load(mask_ptr + batch * mask_strides0 + rows * mask_strides1, mask=row_ok, other=0) != 0
+    if HAS_MASK:  # padded queries give 0, as the default path; a query is a token where (i, i) is unmasked
+        query_ok = tl.load(mask_ptr + batch * mask_strides0 + rows * (mask_strides1 + mask_strides2), mask=row_ok,
+                           other=0) != 0
         out = tl.where(query_ok[:, None], out, 0.0)
     out_base = out_ptr + batch * out_strides0 + head * out_strides1
     tl.store(out_base + rows[:, None] * out_strides2 + dims[None, :] * out_strides3,
@@ -107,18 +113,21 @@ def runs_on(tensor: torch.Tensor) -> bool:
 
 def relative_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, c2p: Optional[torch.Tensor],
-    p2c: Optional[torch.Tensor], key_mask: Optional[torch.Tensor], offset: int = 0, scale: float = 1.0,
+    p2c: Optional[torch.Tensor], mask: Optional[torch.Tensor], offset: int = 0, scale: float = 1.0,
 ) -> torch.Tensor:
     """(B, H, L, d) queries, keys and values -> (B, H, L, d), a view of a (B, L, H, d) buffer (so that merging the
     heads is free); the rows of padded queries are 0.
 
     scores[i, j] = (q_i . k_j + c2p[i, t] + p2c[j, t]) * scale, t = clamp(i - j + offset, 0, W - 1), in float32;
-    c2p, p2c: (B, H, L, W) or None. key_mask: (B, L) bool, True for tokens, or None.
+    c2p, p2c: (B, H, L, W) or None. mask: bool, (B, L) True for the keys that are tokens, or (B, L, L) True
+    where query i may attend to key j (packed sequences), or None.
     """
     batch, heads, length, head_dim = query.shape
     out = query.new_empty(batch, length, heads, head_dim).transpose(1, 2)
     width = next((scores.shape[-1] for scores in (c2p, p2c) if scores is not None), 1)
-    mask = key_mask.view(torch.uint8) if key_mask is not None else None
+    pairs = mask is not None and mask.dim() == 3
+    if mask is not None:
+        mask = (mask if pairs else mask[:, None, :].expand(batch, length, length)).view(torch.uint8)
 
     def strides(tensor: Optional[torch.Tensor], count: int) -> tuple:
         return tensor.stride() if tensor is not None else (0,) * count
@@ -127,9 +136,10 @@ def relative_attention(
     _relative_attention_kernel[grid](
         query, key, value, query if c2p is None else c2p, query if p2c is None else p2c,
         query if mask is None else mask, out,
-        *query.stride(), *key.stride(), *value.stride(), *strides(c2p, 4), *strides(p2c, 4), *strides(mask, 2),
+        *query.stride(), *key.stride(), *value.stride(), *strides(c2p, 4), *strides(p2c, 4), *strides(mask, 3),
         *out.stride(), heads, length, width, offset, scale,
-        HAS_C2P=c2p is not None, HAS_P2C=p2c is not None, HAS_MASK=mask is not None, HEAD_DIM=head_dim,
+        HAS_C2P=c2p is not None, HAS_P2C=p2c is not None, HAS_MASK=mask is not None, PAIRS=pairs,
+        HEAD_DIM=head_dim,
         BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
         PRECISION="ieee" if query.dtype == torch.float32 else None,  # no TF32: float32 stays within 1e-5
         # float32 tiles pipelined three deep need 128 KiB of shared memory, more than many GPUs have (one: 48 KiB)

@@ -16,7 +16,7 @@ import deberta_pt
 from variants import make_batch, make_config
 
 
-def direct(query, key, value, c2p, p2c, key_mask, offset, scale) -> torch.Tensor:
+def direct(query, key, value, c2p, p2c, mask, offset, scale) -> torch.Tensor:
     """`relative_attention`'s formula in float64 with gathers: (B, H, L, d)."""
     length = query.shape[-2]
     scores = query.double() @ key.double().transpose(-1, -2)
@@ -28,15 +28,18 @@ def direct(query, key, value, c2p, p2c, key_mask, offset, scale) -> torch.Tensor
         column = (i - j + offset).clamp(0, p2c.shape[-1] - 1)
         scores += torch.gather(p2c.double(), -1, column.T.expand_as(scores)).transpose(-1, -2)
     scores *= scale
-    if key_mask is not None:
-        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    if mask is None:
+        return torch.softmax(scores, -1) @ value.double()
+    pairs = mask if mask.dim() == 3 else mask[:, None, :].expand(-1, length, -1)
+    scores = scores.masked_fill(~pairs[:, None], float("-inf"))
     out = torch.softmax(scores, -1).nan_to_num(0.0) @ value.double()
-    return out if key_mask is None else out * key_mask[:, None, :, None]
+    return out * pairs.diagonal(dim1=-2, dim2=-1)[:, None, :, None]
 
 
 def check_kernel() -> None:
     """Against `direct`: lengths across several blocks of queries and keys and not multiples of them, a head size
-    that is not a power of 2, each term alone, right and left padding (a first block of keys all masked)."""
+    that is not a power of 2, each term alone, right and left padding (a first block of keys all masked), pair
+    masks of packed sequences (queries masked on the diagonal give 0)."""
     from deberta_pt import triton_attention
 
     assert triton_attention.INTERPRETED
@@ -52,15 +55,17 @@ def check_kernel() -> None:
         mask = torch.ones(batch, length, dtype=torch.bool)
         mask[-1, length // 2:] = False
         mask[0, :67] = False
+        segment = torch.arange(length) // 23  # sequences of 23 tokens packed into each row
+        pairs = (segment[:, None] == segment[None, :]) & mask[:, None, :] & mask[:, :, None]
         tolerance = 1e-5 if dtype == torch.float32 else 2e-3
-        for terms in [(c2p, p2c, mask), (c2p, None, mask), (None, p2c, None), (None, None, mask)]:
+        for terms in [(c2p, p2c, mask), (c2p, None, mask), (None, p2c, None), (None, None, mask), (c2p, p2c, pairs)]:
             out = triton_attention.relative_attention(query, key, value, *terms, offset, scale)
             expected = direct(query, key, value, *terms, offset, scale)
             assert out.shape == expected.shape and out.dtype == dtype
             assert out.transpose(1, 2).is_contiguous()  # heads merge without a copy
             error = (out.double() - expected).abs().max().item()
             assert error <= tolerance * expected.abs().max().item(), (batch, heads, length, dim, dtype, error)
-            if terms[2] is not None:
+            if terms[2] is not None and terms[2].dim() == 2:
                 assert (out.transpose(1, 2)[~terms[2]] == 0).all()
 
 
@@ -97,13 +102,18 @@ def count_calls() -> list:
 def check_model() -> None:
     """Whole models in inference equal the default path to 1e-5, the kernel taking every layer: relative
     distances within the span and clamped beyond it (`short_span`; L = 70 beyond the span of 64), each term
-    alone, no relative attention, the Enhanced Mask Decoder (queries from other states)."""
+    alone, no relative attention, the Enhanced Mask Decoder (queries from other states), packed sequences (a
+    (B, L, L) mask)."""
     calls = count_calls()
     cases = [("relative", "Model", 11), ("relative", "Model", 70), ("short_span", "Model", 11), ("c2p", "Model", 11),
-             ("p2c", "Model", 11), ("absolute", "Model", 11), ("emd", "ForMaskedLM", 11)]
+             ("p2c", "Model", 11), ("absolute", "Model", 11), ("emd", "ForMaskedLM", 11), ("packed", "Model", 11)]
     for variant, head, length in cases:
-        default, kernel = models(variant, head)
+        default, kernel = models("relative" if variant == "packed" else variant, head)
         batch = {k: torch.from_numpy(v) for k, v in make_batch(default.config, length=length).items()}
+        if variant == "packed":  # two sequences in each row: the first 4 tokens, and the rest
+            token = batch["attention_mask"].bool()
+            segment = (torch.arange(length) >= 4).long()
+            batch["attention_mask"] = (segment[:, None] == segment[None, :]) & token[:, None, :] & token[:, :, None]
         calls.clear()
         with torch.inference_mode():
             expected, out = default(**batch)[0], kernel(**batch)[0]
@@ -114,16 +124,13 @@ def check_model() -> None:
 
 
 def check_fallback() -> None:
-    """Where the kernel does not apply the default path runs: a gradient, attention dropout in training, a
-    (B, L, L) pair mask (packed sequences), p2p, output_attentions."""
+    """Where the kernel does not apply the default path runs: a gradient, attention dropout in training, p2p,
+    output_attentions."""
     calls = count_calls()
     default, kernel = models("relative", "Model")
     batch = {k: torch.from_numpy(v) for k, v in make_batch(default.config).items()}
     assert torch.equal(kernel(**batch)[0], default(**batch)[0])  # autograd records it
-    pairs = batch["attention_mask"][:, None, :] * batch["attention_mask"][:, :, None]
     with torch.inference_mode():
-        assert torch.equal(kernel(batch["input_ids"], attention_mask=pairs)[0],
-                           default(batch["input_ids"], attention_mask=pairs)[0])
         kernel(**batch, output_attentions=True)
     for module in kernel.modules():
         if hasattr(module, "dropout") and hasattr(module, "attn_implementation"):
