@@ -608,6 +608,10 @@ class DisentangledSelfAttention(nn.Module):
         farther distance reads an edge row), column i - j + span for query i and key j."""
         from deberta_pt import triton_attention
 
+        device = query_layer.device.type
+        if torch.is_autocast_enabled(device):  # in the autocast dtype, as scaled_dot_product_attention would be
+            query_layer, key_layer, value_layer = (
+                layer.to(torch.get_autocast_dtype(device)) for layer in (query_layer, key_layer, value_layer))
         c2p = p2c = None
         length = query_layer.shape[-2]
         span = rules.relative_span(length, length, self.max_relative_positions)

@@ -92,7 +92,7 @@ def count_calls() -> list:
     original = triton_attention.relative_attention
 
     def counted(*args, **kwargs):
-        calls.append(args[0].shape)
+        calls.append(args[0].dtype)
         return original(*args, **kwargs)
 
     triton_attention.relative_attention = counted
@@ -121,6 +121,17 @@ def check_model() -> None:
         assert len(calls) == layers, (variant, len(calls))
         error = (out - expected).abs().max().item()
         assert error <= 1e-5 * expected.abs().max().item(), (variant, length, error)
+
+    # under autocast in its dtype, as the default path's attention (float16: the interpreter's bfloat16 products
+    # are wrong), to that dtype's rounding
+    default, kernel = models("relative", "Model")
+    batch = {k: torch.from_numpy(v) for k, v in make_batch(default.config).items()}
+    calls.clear()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.float16):
+        expected, out = default(**batch)[0], kernel(**batch)[0]
+    assert calls == [torch.float16] * default.config.num_hidden_layers
+    error = (out.float() - expected.float()).abs().max().item()
+    assert error <= 5e-3 * expected.abs().max().item(), error
 
 
 def check_fallback() -> None:
