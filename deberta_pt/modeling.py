@@ -501,9 +501,10 @@ class DisentangledSelfAttention(nn.Module):
         scale = math.sqrt(self.attention_head_size * self.scale_factor)
 
         fused = not (output_attentions or self.talking_head or self.attn_implementation == "eager")
-        layers = (query_layer, key_layer, value_layer, rel_embeddings)
-        if fused and self.kernel_applies(attention_mask, *layers):
-            context_layer, attention_probs = self.kernel_attention(attention_mask, *layers, scale), None
+        if fused and self.kernel_applies(query_layer):
+            context_layer, attention_probs = self.kernel_attention(
+                attention_mask, query_layer, key_layer, value_layer, rel_embeddings, scale
+            ), None
         else:
             query_layer = query_layer / scale
             rel_att = None
@@ -578,51 +579,49 @@ class DisentangledSelfAttention(nn.Module):
                 )
         return torch.where(token[..., None], context, 0.0)
 
-    def kernel_applies(self, attention_mask: torch.Tensor, *layers: Optional[torch.Tensor]) -> bool:
+    def kernel_applies(self, query_layer: torch.Tensor) -> bool:
         """Whether `kernel_attention` takes this call: attn_implementation="triton", on a GPU (or under Triton's
-        interpreter), no p2p, no attention dropout, nothing that needs a gradient, not traced by torch.compile.
-        Elsewhere the default path runs."""
-        if self.attn_implementation != "triton" or "p2p" in self.pos_att_type:
-            return False
-        if self.training and self.dropout.p > 0 or torch.compiler.is_compiling():
-            return False
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*layers, *self.parameters())):
+        interpreter), no p2p, not traced by torch.compile. Elsewhere the default path runs."""
+        if self.attn_implementation != "triton" or "p2p" in self.pos_att_type or torch.compiler.is_compiling():
             return False
         # On CPU only Triton's interpreter runs it; Triton is not imported there otherwise: in a process that has
         # loaded TensorFlow first, importing it aborts (both bring LLVM, whose options then clash)
         interpreter = os.environ.get("TRITON_INTERPRET", "").lower() in ("1", "true", "on")
-        if not (layers[0].is_cuda or interpreter):
+        if not (query_layer.is_cuda or interpreter):
             return False
         try:
             from deberta_pt import triton_attention
         except ImportError as error:
-            if layers[0].is_cuda:
+            if query_layer.is_cuda:
                 raise ImportError('attn_implementation="triton" needs the triton package (pip install triton)') \
                     from error
             return False
-        return triton_attention.runs_on(layers[0])
+        return triton_attention.runs_on(query_layer)
 
     def kernel_attention(self, attention_mask, query_layer, key_layer, value_layer, rel_embeddings, scale):
-        """`triton_attention.relative_attention` of the unscaled queries, scaled in the kernel: c2p and p2c are
-        (B, H, L, 2 span) scores against the position keys and queries of the distances -span .. span - 1 (every
-        farther distance reads an edge row), column i - j + span for query i and key j."""
+        """`triton_attention.relative_attention` of the unscaled queries, scaled in the kernel, with the position
+        keys and queries of the distances -span .. span - 1 (every farther distance reads an edge row): column
+        i - j + span of c2p and p2c for query i and key j."""
         from deberta_pt import triton_attention
 
         device = query_layer.device.type
         if torch.is_autocast_enabled(device):  # in the autocast dtype, as scaled_dot_product_attention would be
             query_layer, key_layer, value_layer = (
                 layer.to(torch.get_autocast_dtype(device)) for layer in (query_layer, key_layer, value_layer))
-        c2p = p2c = None
+        pos_key = pos_query = None
         length = query_layer.shape[-2]
         span = rules.relative_span(length, length, self.max_relative_positions)
         if self.relative_attention and ("c2p" in self.pos_att_type or "p2c" in self.pos_att_type):
             rows = self.pos_dropout(rel_embeddings[length - span : length + span])  # of distances -L .. L-1
             if "c2p" in self.pos_att_type:
-                c2p = position_scores(query_layer, self.transpose_for_scores(self.pos_proj(rows)[None])[0])
+                pos_key = self.transpose_for_scores(self.pos_proj(rows)[None])[0]
             if "p2c" in self.pos_att_type:
-                p2c = position_scores(key_layer, self.transpose_for_scores(self.pos_q_proj(rows)[None])[0])
+                pos_query = self.transpose_for_scores(self.pos_q_proj(rows)[None])[0]
         mask = attention_mask[:, 0] if attention_mask.shape[-2] > 1 else attention_mask[:, 0, 0]  # pairs or keys
-        return triton_attention.relative_attention(query_layer, key_layer, value_layer, c2p, p2c, mask, span, 1 / scale)
+        return triton_attention.relative_attention(
+            query_layer, key_layer, value_layer, pos_key, pos_query, mask, span, 1 / scale,
+            self.dropout.p if self.training else 0.0,
+        )
 
     def position_layers(self, rel_embeddings: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """The position keys of the reversed rows (for c2p and p2p) and the position queries, divided by the
