@@ -6,8 +6,7 @@
 At the microsoft/deberta-base shape (random weights, a padded batch, dropout off) it compares, against our plain
 attention (`attn_implementation="eager"`) in float32: the masked-LM logits of the tokens, the loss and the
 gradients of every weight, of our fused attention (float32 and bfloat16), of `torch.compile` on it (--compile),
-of our Triton kernel (--triton, GPUs; it takes inference only, training runs the fused path) and of the reference
-implementation when it is importable. Logits are compared in inference and in training
+of our Triton kernels (--triton, GPUs) and of the reference implementation when it is importable. Logits are compared in inference and in training
 mode, since a GPU may pick another attention kernel when a gradient is needed. A float32 row must stay within 1e-5
 of the largest value (2e-4 for gradients, which sum over the batch); a bfloat16 row within twice the error of our
 plain attention run in bfloat16, or within bfloat16's rounding (2^-8), whichever is larger. Prints a table; exits 1

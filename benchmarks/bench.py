@@ -42,7 +42,7 @@ BASE_SHAPE = dict(
 # products are not TensorFlow's.
 IMPLS = ("bound-pt", "bound-tf-graph", "bound-tf-xla", "ref-pt", "ref-pt-compile", "ref-tf-graph", "ref-tf-xla",
          "ours-pt", "ours-pt-compile", "ours-tf-graph", "ours-tf-xla")
-# "ours-pt-triton": our PyTorch model with attn_implementation="triton" (its Triton kernel, GPUs only), eager.
+# "ours-pt-triton": our PyTorch model with attn_implementation="triton" (its Triton kernels, GPUs only), eager.
 # `torch.compile` modes by the impl's last word. "graphs" (CUDA graphs: one launch replays the whole forward)
 # is named only on a GPU, `--impls ref-pt-graphs,ours-pt-graphs`; on a CPU it is the default mode.
 COMPILE_MODES = {"compile": "default", "graphs": "reduce-overhead"}

@@ -11,9 +11,10 @@
 # graphs (the same with mode="reduce-overhead", i.e. CUDA graphs), blocks (ours, bf16 inference and training at
 # BLOCK_SHAPES with relative blocks of 512 and 1024 instead of 256: fewer launches, more products),
 # fp32 (fp32 inference), agreement-compile (agreement.py --compile), profile (profile_pt.py: where our eager model's
-# time goes, bf16 inference at 32x128 and training at 16x512 and 4x2048), triton (our Triton attention kernel,
-# attn_implementation="triton": agreement.py --triton, then bf16 inference against the reference and our default,
-# then with tiles of 128 queries and 8 warps), profile-triton (profile_pt.py on it: inference at 32x128 and 4x2048).
+# time goes, bf16 inference at 32x128 and training at 16x512 and 4x2048), triton (our Triton attention kernels,
+# attn_implementation="triton": agreement.py --triton, then bf16 inference and training against the reference and
+# our default, then inference with tiles of 128 queries and 8 warps), profile-triton (profile_pt.py on them:
+# inference at 32x128 and 4x2048, training at 16x512).
 #
 # Tables go to stdout and, with every row as it is measured, to $OUT (the device tool's result folder), so
 # that a run cut short keeps what it measured. To try the script on a CPU first, with small shapes:
@@ -63,10 +64,12 @@ bench() {  # bench NAME ARGS...: one table, its rows also in $OUT/NAME.json
         agreement-compile) $PYTHON benchmarks/agreement.py --device "$DEVICE" --shape "$AGREEMENT_SHAPE" --compile ;;
         triton) $PYTHON benchmarks/agreement.py --device "$DEVICE" --shape "$AGREEMENT_SHAPE" --triton
                 bench infer-bf16-triton --dtype bfloat16 --shapes "$SHAPES" --impls ref-pt,ours-pt,ours-pt-triton
+                bench train-bf16-triton --dtype bfloat16 --mode train --shapes "$TRAIN_SHAPES" \
+                    --impls ref-pt,ours-pt,ours-pt-triton
                 bench infer-bf16-triton-128 --dtype bfloat16 --shapes "$SHAPES" --impls ours-pt-triton \
                     --triton-blocks 128x64x8 ;;
         profile-triton) $PYTHON benchmarks/profile_pt.py --device "$DEVICE" --dtype bfloat16 --top 10 \
-            --attn-implementation triton --cases "${PROFILE_CASES:-infer:32x128,infer:4x2048}" ;;
+            --attn-implementation triton --cases "${PROFILE_CASES:-infer:32x128,infer:4x2048,train:16x512}" ;;
         profile) $PYTHON benchmarks/profile_pt.py --device "$DEVICE" --dtype bfloat16 --top 14 \
             --cases "${PROFILE_CASES:-infer:32x128,train:16x512,train:4x2048}" ;;
         *) echo "unknown step $step" >&2 ;;
