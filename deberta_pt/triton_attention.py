@@ -84,6 +84,18 @@ def _kept(seed, pair, rows, cols, length, dropout_p):
 
 
 @triton.jit
+def _add_scores_grad(row_base, distance, ok, grad, offset, width, score_strides3):
+    """Puts the gradient of a tile of c2p (p2c) scores, `distance` i - j each, into its rows of the (L, W) table:
+    stored where the distance is not clamped (one pair reads such an entry), added atomically at the two edge
+    columns, which every farther distance reads too."""
+    raw = distance + offset
+    pointers = row_base + tl.minimum(tl.maximum(raw, 0), width - 1) * score_strides3
+    edge = (raw <= 0) | (raw >= width - 1)
+    tl.store(pointers, grad, mask=ok & ~edge)
+    tl.atomic_add(pointers, grad, mask=ok & edge)
+
+
+@triton.jit
 def _forward_kernel(
     q_ptr, k_ptr, v_ptr, c2p_ptr, p2c_ptr, mask_ptr, out_ptr, lse_ptr,
     qkv_strides0, qkv_strides1, qkv_strides2, qkv_strides3,
@@ -150,13 +162,12 @@ def _backward_kernel(
     mask_strides0, mask_strides1, mask_strides2,
     heads, length, width, offset, scale, dropout_p, seed,
     HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, HAS_MASK: tl.constexpr, PAIRS: tl.constexpr,
-    DROPOUT: tl.constexpr, UNCLAMPED: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    DROPOUT: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """One program: BLOCK_N keys of one (batch row, head) against every query, BLOCK_M queries at a time. Writes
     the keys' and values' gradients, adds to the queries' (float32, atomically: every key block adds to them) and
-    writes the gradients of the c2p and p2c scores (float32, zeros where no pair reads them). UNCLAMPED: no
-    distance is clamped, so each of those entries is read by one pair only and is stored, not added."""
+    writes the gradients of the c2p and p2c scores (float32, zeros where no pair reads them)."""
     pair, qkv_offset, out_offset, score_offset, mask_offset = _program_offsets(
         heads, qkv_strides0, qkv_strides1, out_strides0, out_strides1, score_strides0, score_strides1, mask_strides0)
     mask_base = mask_ptr + mask_offset
@@ -202,19 +213,11 @@ def _backward_kernel(
         tl.atomic_add(dq_ptr + out_offset + rows[:, None] * out_strides2 + dims[None, :] * out_strides3, dq,
                       mask=row_ok[:, None] & dim_ok[None, :])
         if HAS_C2P:
-            column = tl.minimum(tl.maximum(rows[:, None] - cols[None, :] + offset, 0), width - 1)
-            pointers = dc2p_ptr + score_offset + rows[:, None] * score_strides2 + column * score_strides3
-            if UNCLAMPED:
-                tl.store(pointers, scores_grad, mask=row_ok[:, None] & col_ok[None, :])
-            else:
-                tl.atomic_add(pointers, scores_grad, mask=row_ok[:, None] & col_ok[None, :])
-        if HAS_P2C:
-            column = tl.minimum(tl.maximum(rows[None, :] - cols[:, None] + offset, 0), width - 1)
-            pointers = dp2c_ptr + score_offset + cols[:, None] * score_strides2 + column * score_strides3
-            if UNCLAMPED:
-                tl.store(pointers, tl.trans(scores_grad), mask=col_ok[:, None] & row_ok[None, :])
-            else:
-                tl.atomic_add(pointers, tl.trans(scores_grad), mask=col_ok[:, None] & row_ok[None, :])
+            _add_scores_grad(dc2p_ptr + score_offset + rows[:, None] * score_strides2, rows[:, None] - cols[None, :],
+                             row_ok[:, None] & col_ok[None, :], scores_grad, offset, width, score_strides3)
+        if HAS_P2C:  # as (keys, queries), as read
+            _add_scores_grad(dp2c_ptr + score_offset + cols[:, None] * score_strides2, rows[None, :] - cols[:, None],
+                             col_ok[:, None] & row_ok[None, :], tl.trans(scores_grad), offset, width, score_strides3)
     pointers = out_offset + cols[:, None] * out_strides2 + dims[None, :] * out_strides3
     tl.store(dk_ptr + pointers, dk, mask=col_ok[:, None] & dim_ok[None, :])
     tl.store(dv_ptr + pointers, dv, mask=col_ok[:, None] & dim_ok[None, :])
@@ -277,7 +280,7 @@ class RelativeAttention(torch.autograd.Function):
                         .transpose(0, 1) for s in (c2p, p2c)]
         launch(_backward_kernel, (triton.cdiv(length, BLOCK_N), batch * heads), query, key, value, c2p, p2c, mask,
                [grad, lse, delta, dq, dk, dv, *(g if g is not None else dq for g in scores_grads)], out, offset,
-               scale, dropout_p, seed, UNCLAMPED=length <= offset and offset + length <= width)
+               scale, dropout_p, seed)
         dc2p, dp2c = (None if g is None else g.to(query.dtype) for g in scores_grads)
         grads = {}
         if dc2p is not None:  # c2p = q @ pos_key^T
