@@ -31,14 +31,21 @@ LOG2E = tl.constexpr(1.4426950408889634)  # softmax in base 2: exp2 is the hardw
 
 @triton.jit
 def _program_offsets(heads, qkv_strides0, qkv_strides1, out_strides0, out_strides1, score_strides0, score_strides1,
-                     mask_strides0):
-    """The program's (batch row, head) pair, in int64 so that offsets past 2^31 elements do not wrap, and where its
-    q/k/v, outputs (and their gradients), scores and mask start."""
+                     mask_ptr, mask_strides0):
+    """The program's (batch row, head) pair, in int64 so that offsets past 2^31 elements do not wrap, where its
+    q/k/v, outputs (and their gradients) and scores start, and its mask."""
     pair = tl.program_id(1).to(tl.int64)
     batch = pair // heads
     head = pair % heads
     return (pair, batch * qkv_strides0 + head * qkv_strides1, batch * out_strides0 + head * out_strides1,
-            batch * score_strides0 + head * score_strides1, batch * mask_strides0)
+            batch * score_strides0 + head * score_strides1, mask_ptr + batch * mask_strides0)
+
+
+@triton.jit
+def _load_rows(base, index, index_ok, dims, dim_ok, row_stride, dim_stride):
+    """The rows `index` (n,) of an (L, d) matrix at `base`: (n, BLOCK_D), 0 past its ends."""
+    return tl.load(base + index[:, None] * row_stride + dims[None, :] * dim_stride,
+                   mask=index_ok[:, None] & dim_ok[None, :], other=0.0)
 
 
 @triton.jit
@@ -109,15 +116,14 @@ def _forward_kernel(
 ):
     """One program: BLOCK_M queries of one (batch row, head) against every key, BLOCK_N keys at a time. The mask
     is (B, L, L): pairs where PAIRS, else the keys' mask with a query stride of 0."""
-    pair, qkv_offset, out_offset, score_offset, mask_offset = _program_offsets(
-        heads, qkv_strides0, qkv_strides1, out_strides0, out_strides1, score_strides0, score_strides1, mask_strides0)
-    mask_base = mask_ptr + mask_offset
+    pair, qkv_offset, out_offset, score_offset, mask_base = _program_offsets(
+        heads, qkv_strides0, qkv_strides1, out_strides0, out_strides1, score_strides0, score_strides1, mask_ptr,
+        mask_strides0)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     dims = tl.arange(0, BLOCK_D)
     row_ok = rows < length
     dim_ok = dims < HEAD_DIM
-    q = tl.load(q_ptr + qkv_offset + rows[:, None] * qkv_strides2 + dims[None, :] * qkv_strides3,
-                mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
+    q = _load_rows(q_ptr + qkv_offset, rows, row_ok, dims, dim_ok, qkv_strides2, qkv_strides3)
 
     maximum = tl.full([BLOCK_M], float("-inf"), tl.float32)
     total = tl.zeros([BLOCK_M], tl.float32)
@@ -125,10 +131,9 @@ def _forward_kernel(
     for start in range(0, length, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         col_ok = cols < length
-        keys = tl.load(k_ptr + qkv_offset + cols[None, :] * qkv_strides2 + dims[:, None] * qkv_strides3,
-                       mask=col_ok[None, :] & dim_ok[:, None], other=0.0)  # (BLOCK_D, BLOCK_N)
+        keys = _load_rows(k_ptr + qkv_offset, cols, col_ok, dims, dim_ok, qkv_strides2, qkv_strides3)
         scores = _tile_scores(
-            q, keys, rows, cols, row_ok, col_ok, c2p_ptr + score_offset, p2c_ptr + score_offset, mask_base,
+            q, tl.trans(keys), rows, cols, row_ok, col_ok, c2p_ptr + score_offset, p2c_ptr + score_offset, mask_base,
             score_strides2, score_strides3, mask_strides1, mask_strides2, width, offset, scale,
             HAS_C2P, HAS_P2C, HAS_MASK, PAIRS, PRECISION,
         )
@@ -138,8 +143,7 @@ def _forward_kernel(
         total = total * rescale + tl.sum(weights, 1)  # the softmax's sum is taken before dropout
         if DROPOUT:
             weights = tl.where(_kept(seed, pair, rows, cols, length, dropout_p), weights / (1 - dropout_p), 0.0)
-        values = tl.load(v_ptr + qkv_offset + cols[:, None] * qkv_strides2 + dims[None, :] * qkv_strides3,
-                         mask=col_ok[:, None] & dim_ok[None, :], other=0.0)
+        values = _load_rows(v_ptr + qkv_offset, cols, col_ok, dims, dim_ok, qkv_strides2, qkv_strides3)
         acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values, input_precision=PRECISION)
         maximum = new_maximum
 
@@ -168,28 +172,24 @@ def _backward_kernel(
     """One program: BLOCK_N keys of one (batch row, head) against every query, BLOCK_M queries at a time. Writes
     the keys' and values' gradients, adds to the queries' (float32, atomically: every key block adds to them) and
     writes the gradients of the c2p and p2c scores (float32, zeros where no pair reads them)."""
-    pair, qkv_offset, out_offset, score_offset, mask_offset = _program_offsets(
-        heads, qkv_strides0, qkv_strides1, out_strides0, out_strides1, score_strides0, score_strides1, mask_strides0)
-    mask_base = mask_ptr + mask_offset
+    pair, qkv_offset, out_offset, score_offset, mask_base = _program_offsets(
+        heads, qkv_strides0, qkv_strides1, out_strides0, out_strides1, score_strides0, score_strides1, mask_ptr,
+        mask_strides0)
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     dims = tl.arange(0, BLOCK_D)
     col_ok = cols < length
     dim_ok = dims < HEAD_DIM
-    keys = tl.load(k_ptr + qkv_offset + cols[:, None] * qkv_strides2 + dims[None, :] * qkv_strides3,
-                   mask=col_ok[:, None] & dim_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
-    values = tl.load(v_ptr + qkv_offset + cols[:, None] * qkv_strides2 + dims[None, :] * qkv_strides3,
-                     mask=col_ok[:, None] & dim_ok[None, :], other=0.0)
+    keys = _load_rows(k_ptr + qkv_offset, cols, col_ok, dims, dim_ok, qkv_strides2, qkv_strides3)
+    values = _load_rows(v_ptr + qkv_offset, cols, col_ok, dims, dim_ok, qkv_strides2, qkv_strides3)
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     for start in range(0, length, BLOCK_M):
         rows = start + tl.arange(0, BLOCK_M)
         row_ok = rows < length
-        q = tl.load(q_ptr + qkv_offset + rows[:, None] * qkv_strides2 + dims[None, :] * qkv_strides3,
-                    mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
+        q = _load_rows(q_ptr + qkv_offset, rows, row_ok, dims, dim_ok, qkv_strides2, qkv_strides3)
         query_ok = _query_ok(mask_base, rows, row_ok, mask_strides1, mask_strides2, HAS_MASK)
         # a padded query's output is 0 whatever the scores: no gradient flows back from it
-        grad = tl.load(grad_ptr + out_offset + rows[:, None] * out_strides2 + dims[None, :] * out_strides3,
-                       mask=query_ok[:, None] & dim_ok[None, :], other=0.0)
+        grad = _load_rows(grad_ptr + out_offset, rows, query_ok, dims, dim_ok, out_strides2, out_strides3)
         lse = tl.load(lse_ptr + pair * length + rows, mask=row_ok, other=0.0)
         delta = tl.load(delta_ptr + pair * length + rows, mask=row_ok, other=0.0)
         scores = _tile_scores(
