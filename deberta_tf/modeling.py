@@ -155,6 +155,13 @@ def pair_mask(attention_mask: tf.Tensor) -> tf.Tensor:
     return attention_mask
 
 
+def mask_bias(mask: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """bool mask -> the additive bias of the same shape in `dtype`: 0 where True, half the finite minimum of
+    `dtype` (of float32 for float64) where False, so that rows with no valid key stay NaN-free in that dtype."""
+    fill = max(tf.as_dtype(dtype).min, tf.float32.min) / 2
+    return tf.cast(tf.where(mask, 0.0, fill), dtype)
+
+
 def check_mask(attention_mask: tf.Tensor) -> tf.Tensor:
     """The mask, after checking that it holds only 0 and 1 (other values would scale the embeddings): eagerly a
     ValueError, in a graph an assert (XLA drops asserts)."""
@@ -354,18 +361,26 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
 
     def eager_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
         """Plain softmax attention under a (B, 1, n, L) pair mask (`pair_mask`); masked probabilities are exactly
-        0, rows with no valid key all 0.
+        0, rows with no valid key all 0. The scores are normalised in float32 whatever the compute dtype.
 
-        The scores are masked and normalised in float32, whose fill value is finite, whatever the compute dtype.
+        The mask is an additive bias (`mask_bias`), added to the relative scores before they meet the content
+        scores: XLA then writes the sum once and the softmax reads it, where with the mask filled in by a select
+        (or the bias added last) it summed the three again for the exponentials (a 2 x 512 forward 4.5 % faster
+        on CPU, docs/performance.md). Talking heads mix the heads' scores, so there the mask is filled in after.
         """
         attention_scores = tf.matmul(query_layer, key_layer, transpose_b=True)
-        if rel_att is not None:
-            attention_scores = attention_scores + rel_att
         if self.talking_head:
+            if rel_att is not None:
+                attention_scores = attention_scores + rel_att
             attention_scores = tf.transpose(
                 self.head_logits_proj(tf.transpose(attention_scores, [0, 2, 3, 1])), [0, 3, 1, 2]
             )
-        attention_scores = tf.where(attention_mask, tf.cast(attention_scores, tf.float32), tf.float32.min)
+            attention_scores = tf.where(attention_mask, tf.cast(attention_scores, tf.float32), tf.float32.min)
+        else:
+            bias = mask_bias(attention_mask, attention_scores.dtype)
+            if rel_att is not None:
+                bias = rel_att + bias
+            attention_scores = tf.cast(attention_scores + bias, tf.float32)
         attention_probs = tf.where(attention_mask, tf.nn.softmax(attention_scores, axis=-1), 0.0)
         attention_probs = self.dropout(tf.cast(attention_probs, value_layer.dtype))
         if self.talking_head:
