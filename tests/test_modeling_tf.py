@@ -276,6 +276,21 @@ def test_mixed_precision_runs_and_trains(models, policy):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_gradients_of_padded_rows_are_finite(models, policy):
+    """The gradients of a padded batch, taken without the loss scaling that would skip a step with non-finite ones,
+    are finite: the mask's bias stays finite in the compute dtype (no -inf), also on a padded query's row, where
+    every key is masked and an infinite bias would make the softmax NaN."""
+    reference = models("relative", "ForMaskedLM")
+    inputs = inputs_for("ForMaskedLM", reference.config)
+    model = deberta_tf.TFDebertaForMaskedLM(reference.config, dtype=policy)
+    model.set_weights(reference.get_weights())
+    with tf.GradientTape() as tape:
+        loss = model(inputs).loss
+    gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables) if g is not None]
+    assert len(gradients) > 10 and all(np.isfinite(g.numpy()).all() for g in gradients)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_in_blocks_of_queries(models, policy, monkeypatch):
     """Inference attending per block of 3 queries (`blocked_attention`) runs in float16 / bfloat16, eagerly and with
     XLA, within mixed precision's tolerance of float32 (test_equivalence checks the blocks' float32 math)."""
