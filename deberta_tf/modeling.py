@@ -365,8 +365,9 @@ class TFDisentangledSelfAttention(TFDebertaLayerBase):
 
         The mask is an additive bias (`mask_bias`), added to the relative scores before they meet the content
         scores: XLA then writes the sum once and the softmax reads it, where with the mask filled in by a select
-        (or the bias added last) it summed the three again for the exponentials (a 2 x 512 forward 4.5 % faster
-        on CPU, docs/performance.md). Talking heads mix the heads' scores, so there the mask is filled in after.
+        it summed the three again for the exponentials; the bias added last did not help (a 2 x 512 forward 4.7 %
+        faster on CPU, docs/performance.md). Talking heads mix the heads' scores, so there the mask is filled in
+        after.
         """
         attention_scores = tf.matmul(query_layer, key_layer, transpose_b=True)
         if self.talking_head:
