@@ -100,6 +100,24 @@ def test_torch_compile_fullgraph_dynamic(head):
             torch.testing.assert_close(graph[key], eager[key], rtol=0, atol=1e-5)
 
 
+def test_torch_compile_inference_in_blocks_matches_eager():
+    """Compiled inference (the relative scores concatenated, `concatenated_relative_scores`) gives eager's outputs
+    with the scores in blocks of 3, scores beyond the span, and a padded batch and a packed (pair) mask."""
+    config = make_config("short_span")
+    model = build("ForMaskedLM", config, std=0.2)
+    for module in model.modules():
+        if isinstance(module, deberta_pt.modeling.DisentangledSelfAttention):
+            module.relative_block = 3
+    batch = {k: torch.from_numpy(v) for k, v in make_batch(config).items()}
+    pairs = batch["attention_mask"][:, :, None] * batch["attention_mask"][:, None, :]
+    pairs[0, :5, 5:] = pairs[0, 5:, :5] = 0  # row 0 packs two sequences
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        for mask in (batch["attention_mask"], pairs):
+            inputs = {**batch, "attention_mask": mask}
+            torch.testing.assert_close(compiled(**inputs).logits, model(**inputs).logits, rtol=0, atol=1e-5)
+
+
 def test_torch_compile_training_matches_eager():
     """A compiled masked-LM step gives eager's gradients, with the relative scores in blocks of 3 and scores
     beyond the span (`RelativeScores` and its backward under the compiler)."""
