@@ -4,3 +4,12 @@ import sys
 # tests/variants.py is imported by name from every test module.
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The native kernels (deberta_pt/native.py) are built afresh for each test run, into a folder removed at its end.
+if "DEBERTA_ZOO_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["DEBERTA_ZOO_CACHE"] = tempfile.mkdtemp(prefix="deberta-zoo-native-")
+    atexit.register(shutil.rmtree, os.environ["DEBERTA_ZOO_CACHE"], True)
