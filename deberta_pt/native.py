@@ -53,9 +53,13 @@ def cpu_flags() -> str:
         return platform.machine()
 
 
+def compiler() -> list:
+    """The compiler command with its flags: `$CC` (default `cc`), split as a shell would, then FLAGS."""
+    return shlex.split(os.environ.get("CC", "cc")) + FLAGS
+
+
 def library_path() -> Path:
-    command = shlex.split(os.environ.get("CC", "cc")) + FLAGS
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(command).encode(), cpu_flags().encode()]))
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(compiler()).encode(), cpu_flags().encode()]))
     return cache_dir() / f"native-{key.hexdigest()[:16]}.so"
 
 
@@ -66,7 +70,7 @@ def build(path: Path) -> None:
     fd, temporary = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        command = shlex.split(os.environ.get("CC", "cc")) + FLAGS + [str(SOURCE), "-o", temporary]
+        command = compiler() + [str(SOURCE), "-o", temporary]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
@@ -111,7 +115,7 @@ def add_transposed(target: torch.Tensor, value: torch.Tensor) -> bool:
     if not (
         target.dim() == value.dim() == 4 and target.shape == value.shape
         and target.dtype == value.dtype == torch.float32 and target.device.type == value.device.type == "cpu"
-        and target.stride(-1) == 1 and value.stride(-2) == 1 and value.shape[-1] > 1
+        and target.stride(-1) == 1 and value.stride(-2) == 1
         and not (torch.is_grad_enabled() and (target.requires_grad or value.requires_grad))
         and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
     ):
