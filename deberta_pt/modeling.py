@@ -2,9 +2,10 @@
 
 `deberta_tf/modeling.py` mirrors this file class for class and name for name; attribute names are the
 checkpoint weight names. The two autograd functions (`SavedProbabilitiesAttention`, `CrossEntropyFromLogits`),
-`WeightCache` (with `DisentangledSelfAttention.cached_position_layers` and `DebertaEncoder.relative_index`) and
-the in-place activations (`ACT2FN_INPLACE`) have no TensorFlow counterpart: they change only what PyTorch keeps
-(for the backward; between calls) or allocates, not what is computed.
+`WeightCache` (with `DisentangledSelfAttention.cached_position_layers` and `DebertaEncoder.relative_index`),
+the in-place activations (`ACT2FN_INPLACE`) and `dense` (CPU products by oneDNN) have no TensorFlow counterpart:
+they change only what PyTorch keeps (for the backward; between calls) or allocates, or which kernel multiplies,
+not what is computed.
 Shapes: B batch, L sequence length, H heads, d head size, R = config.attention_span.
 """
 
@@ -90,6 +91,16 @@ def forward_hooked(*modules: nn.Module) -> bool:
     return any(getattr(nn.modules.module, f"_global{kind}", True) for kind in kinds) or any(
         getattr(module, kind, True) for module in modules for kind in kinds
     )
+
+
+def dense(layer: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    """layer(hidden_states); for a plain nn.Linear that no hook watches, by `native.linear` where that applies (CPU
+    float32 inference)."""
+    if type(layer) is nn.Linear and not forward_hooked(layer):
+        output = native.linear(hidden_states, layer.weight, layer.bias)
+        if output is not None:
+            return output
+    return layer(hidden_states)
 
 
 def build_relative_position(length: int, span: int, max_relative_positions: int, device: torch.device) -> torch.Tensor:
@@ -582,7 +593,8 @@ class DisentangledSelfAttention(nn.Module):
         bias = torch.stack([self.q_bias.view(heads, -1), zeros, self.v_bias.view(heads, -1)], dim=1).view(-1)
         plain = type(self.in_proj) is nn.Linear and self.in_proj.bias is None and not forward_hooked(self.in_proj)
         if plain and not torch.is_autocast_enabled(hidden_states.device.type):
-            return F.linear(hidden_states, self.in_proj.weight, bias)
+            output = native.linear(hidden_states, self.in_proj.weight, bias)
+            return F.linear(hidden_states, self.in_proj.weight, bias) if output is None else output
         return self.in_proj(hidden_states) + bias
 
     def eager_attention(self, query_layer, key_layer, value_layer, attention_mask, rel_att):
@@ -761,7 +773,7 @@ class DebertaSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+        return self.LayerNorm(self.dropout(dense(self.dense, hidden_states)) + input_tensor)
 
 
 class DebertaAttention(nn.Module):
@@ -790,7 +802,7 @@ class DebertaIntermediate(nn.Module):
         self.hidden_act = config.hidden_act
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.dense(hidden_states)
+        hidden_states = dense(self.dense, hidden_states)
         if torch.is_grad_enabled() or torch.compiler.is_compiling() \
                 or forward_hooked(self.dense, self.intermediate_act_fn):
             return self.intermediate_act_fn(hidden_states)
@@ -807,7 +819,7 @@ class DebertaOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+        return self.LayerNorm(self.dropout(dense(self.dense, hidden_states)) + input_tensor)
 
 
 class DebertaLayer(nn.Module):

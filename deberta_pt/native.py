@@ -5,6 +5,9 @@ PyTorch's CPU add reads one element per row: 3.5 ms per block of a 2 x 512 deber
 same add of c2p's band (docs/performance.md). Nothing depends on it: without a compiler, where compiling fails, or with
 DEBERTA_ZOO_NATIVE=0, the same sums run as PyTorch operations.
 
+Also here, though not compiled by us: `linear`, the dense layers' float32 product by oneDNN (which PyTorch ships) in
+place of PyTorch's default BLAS (MKL) on the CPUs where it is faster.
+
 The library is built with `$CC` (default `cc`) and `-O3 -march=native -fopenmp` into `$DEBERTA_ZOO_CACHE` (default
 `~/.cache/deberta-zoo`), under a name that hashes the source, the command and the CPU's flags, so that a cache shared
 by several machines never hands one a binary built for another.
@@ -13,6 +16,7 @@ by several machines never hands one a binary built for another.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -51,6 +55,17 @@ def cpu_flags() -> str:
             return next((line for line in fh if line.startswith(("flags", "Features"))), platform.machine())
     except OSError:
         return platform.machine()
+
+
+@functools.cache
+def cpu_vendor() -> str:
+    """The CPU's vendor_id (Linux: "AuthenticAMD", "GenuineIntel"); "" where /proc/cpuinfo does not say."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            line = next((line for line in fh if line.startswith("vendor_id")), "")
+    except OSError:
+        return ""
+    return line.partition(":")[2].strip()
 
 
 def compiler() -> list:
@@ -129,3 +144,30 @@ def add_transposed(target: torch.Tensor, value: torch.Tensor) -> bool:
         value.stride(0), value.stride(1), value.stride(3), torch.get_num_threads(),
     )
     return True
+
+
+def onednn_preferred() -> bool:
+    """Whether `linear` multiplies with oneDNN: as DEBERTA_ZOO_ONEDNN (1 / 0, true / false, on / off) says where it is
+    set; otherwise on AMD CPUs, where oneDNN's float32 products made a deberta-base forward 3 to 13 % faster than
+    MKL's (two machines, docs/performance.md). Not by default elsewhere: on Intel CPUs MKL is not known to be slower."""
+    setting = os.environ.get("DEBERTA_ZOO_ONEDNN", "").lower()
+    if setting:
+        return setting not in ("0", "false", "off", "no")
+    return cpu_vendor() == "AuthenticAMD"
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """F.linear(x, weight, bias), (..., in) -> (..., out), by oneDNN's product where it applies: float32 CPU
+    tensors, autograd not recording, no autocast, not traced, `onednn_preferred` and oneDNN built in; None where it
+    does not (the caller multiplies as usual). Exact to float32 rounding, not bitwise equal to F.linear."""
+    if not (
+        x.dtype == weight.dtype == torch.float32 and x.device.type == weight.device.type == "cpu"
+        and (bias is None or bias.dtype == torch.float32)
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                              or (bias is not None and bias.requires_grad)))
+        and not (torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling() or torch.jit.is_tracing())
+        and onednn_preferred() and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    ):
+        return None
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")

@@ -1,5 +1,6 @@
 """The native CPU kernels (deberta_pt/native.c): the same sums as PyTorch's operations, a model that gives the
-same outputs with them and without, and the fallback where they cannot be built."""
+same outputs with them and without, and the fallback where they cannot be built; the same for the oneDNN product
+(`native.linear`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import deberta_pt
 from deberta_pt import native
@@ -107,3 +109,81 @@ def test_library_is_built_once_per_compiler_and_source(monkeypatch, tmp_path):
     assert native.library() is not None and path.stat().st_mtime_ns == modified  # loaded, not built again
     monkeypatch.setenv("CC", os.environ.get("CC", "cc") + " -DUNUSED")
     assert native.library_path() != path
+
+
+needs_onednn = pytest.mark.skipif(
+    not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")),
+    reason="this torch has no oneDNN linear",
+)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(2, 5, 24), (7, 24), (3, 4, 5, 24)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_onednn_linear_matches_f_linear(monkeypatch, shape, with_bias):
+    monkeypatch.setenv("DEBERTA_ZOO_ONEDNN", "1")
+    torch.manual_seed(len(shape))
+    x, weight = torch.randn(shape), torch.randn(40, 24)
+    bias = torch.randn(40) if with_bias else None
+    with torch.no_grad():
+        output = native.linear(x, weight, bias)
+        torch.testing.assert_close(output, F.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
+        transposed = x.transpose(0, -2) if x.dim() > 2 else x.t().contiguous().t()  # a view that is not contiguous
+        torch.testing.assert_close(native.linear(transposed, weight, bias), F.linear(transposed, weight, bias),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_onednn_linear_declines_what_it_does_not_cover(monkeypatch):
+    """None (the caller multiplies as usual) wherever the product is not a float32 CPU product outside autograd,
+    autocast and tracing, or oneDNN is not preferred."""
+    x, weight, bias = torch.randn(3, 8), torch.randn(4, 8), torch.randn(4)
+    monkeypatch.setenv("DEBERTA_ZOO_ONEDNN", "1")
+    with torch.no_grad():
+        assert native.linear(x, weight, bias) is not None
+        assert native.linear(x.double(), weight.double(), bias.double()) is None
+        assert native.linear(x.bfloat16(), weight.bfloat16(), bias.bfloat16()) is None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert native.linear(x, weight, bias) is None
+    assert native.linear(x, weight.requires_grad_(), bias) is None  # autograd records it
+    with torch.no_grad():
+        assert native.linear(x, weight, bias) is not None
+        monkeypatch.setenv("DEBERTA_ZOO_ONEDNN", "0")
+        assert native.linear(x, weight, bias) is None
+
+
+def test_onednn_preferred_on_amd_unless_set(monkeypatch):
+    monkeypatch.delenv("DEBERTA_ZOO_ONEDNN", raising=False)
+    for vendor, preferred in (("AuthenticAMD", True), ("GenuineIntel", False), ("", False)):
+        monkeypatch.setattr(native, "cpu_vendor", lambda vendor=vendor: vendor)
+        assert native.onednn_preferred() is preferred
+        for setting, forced in (("1", True), ("on", True), ("0", False), ("off", False)):
+            monkeypatch.setenv("DEBERTA_ZOO_ONEDNN", setting)
+            assert native.onednn_preferred() is forced
+        monkeypatch.delenv("DEBERTA_ZOO_ONEDNN")
+
+
+@needs_onednn
+def test_model_matches_without_onednn(monkeypatch):
+    """Inference takes the four dense products of every layer through oneDNN when it is preferred, and gives the
+    outputs of PyTorch's own product; a training step (autograd recording) takes none of them."""
+    config = make_config("relative")
+    torch.manual_seed(0)
+    model = deberta_pt.DebertaForMaskedLM(config).eval()
+    batch = {k: torch.from_numpy(v) for k, v in make_batch(config, length=24).items()}
+    calls = []
+    product = native.linear
+    monkeypatch.setattr(native, "linear", lambda *args: calls.append(product(*args)) or calls[-1])
+    with torch.no_grad():
+        monkeypatch.setenv("DEBERTA_ZOO_ONEDNN", "0")
+        plain = model(**batch).logits
+        assert calls and all(output is None for output in calls)
+        calls.clear()
+        monkeypatch.setenv("DEBERTA_ZOO_ONEDNN", "1")
+        fast = model(**batch).logits
+    assert sum(output is not None for output in calls) == 4 * config.num_hidden_layers
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    calls.clear()
+    model.train()
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    assert calls and all(output is None for output in calls)
