@@ -8,18 +8,10 @@ import torch
 import torch.nn.functional as F
 
 import deberta_pt
+from variants import build_pt as build
 from variants import make_batch, make_config
 
 EMD = dict(legacy=False, position_biased_input=False)
-
-
-def build(head, config, std=0.2, seed=0):
-    torch.manual_seed(seed)
-    model = getattr(deberta_pt, "Deberta" + head)(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, std)
-    return model
 
 
 def test_emd_written_out_from_the_paper():

@@ -18,19 +18,10 @@ import deberta_tf
 from conversion.convert import convert
 from deberta_common import weight_names
 from deberta_common.checkpoints import CheckpointReader
-from variants import make_batch, make_config, make_labels
+from variants import build_pt, make_batch, make_config, make_labels
 
 EMD = dict(legacy=False, position_biased_input=False)
 NO_LOSS_INFO = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
-
-
-def build_pt(head, config, std=0.2, seed=0):
-    torch.manual_seed(seed)
-    model = getattr(deberta_pt, "Deberta" + head)(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, std)
-    return model
 
 
 def pt_to_tf(head, config, folder, std=0.2):

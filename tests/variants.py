@@ -73,3 +73,21 @@ def make_labels(head: str, config: DebertaConfig, batch: np.ndarray | dict, seed
         return {"start_positions": rng.integers(0, 3, size=(b,)).astype(np.int64),
                 "end_positions": rng.integers(2, 5, size=(b,)).astype(np.int64)}
     return {}
+
+
+def build_pt(head: str, config: DebertaConfig, std: float = 0.2, seed: int = 0):
+    """A PyTorch `Deberta{head}` in eval mode with N(0, std) weights, wider than the init so that mistakes show in the
+    outputs, and LayerNorm scales 1 + N(0, std): scales near 0 would shrink the attention scores until the softmax
+    is near uniform, and a wrong relative score would change the outputs by less than the tests' tolerance."""
+    import torch
+
+    import deberta_pt
+
+    torch.manual_seed(seed)
+    model = getattr(deberta_pt, "Deberta" + head)(config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.normal_(0, std)
+            if name.endswith("LayerNorm.weight"):
+                parameter.add_(1)
+    return model
