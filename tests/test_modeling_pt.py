@@ -11,8 +11,7 @@ import torch.nn.functional as F
 import deberta_common.rules
 import deberta_pt
 from deberta_common.checkpoints import CheckpointError
-from variants import HEADS, VARIANTS, make_batch, make_config, make_labels
-from variants import build_pt as build
+from variants import HEADS, VARIANTS, build_pt, make_batch, make_config, make_labels
 
 
 def torch_batch(config, **kwargs):
@@ -23,7 +22,7 @@ def torch_batch(config, **kwargs):
 @pytest.mark.parametrize("head", HEADS)
 def test_output_shapes(head, variant):
     config = make_config(variant, num_labels=3)
-    model = build(head, config)
+    model = build_pt(head, config)
     batch = torch_batch(config)
     labels = {k: torch.from_numpy(v) for k, v in make_labels(head, config, make_batch(config)).items()}
     out = model(**batch, **labels, output_hidden_states=True, output_attentions=True)
@@ -56,7 +55,7 @@ def test_output_shapes(head, variant):
 @pytest.mark.parametrize("variant", ["absolute", "relative", "short_span", "talking_head", "token_types"])
 def test_masked_probabilities_are_exactly_zero(variant):
     config = make_config(variant)
-    model = build("Model", config)
+    model = build_pt("Model", config)
     batch = torch_batch(config)
     out = model(**batch, output_attentions=True)
     mask = batch["attention_mask"].bool()
@@ -73,11 +72,11 @@ def test_masked_probabilities_are_exactly_zero(variant):
 @pytest.mark.parametrize("variant", ["absolute", "relative", "both_positions", "short_span", "p2c", "none"])
 def test_fused_attention_equals_plain_attention(variant):
     config = make_config(variant)
-    model = build("ForMaskedLM", config)
+    model = build_pt("ForMaskedLM", config)
     batch = torch_batch(config)
     fused = model(**batch, output_hidden_states=True)
     config.attn_implementation = "eager"
-    plain = build("ForMaskedLM", config)
+    plain = build_pt("ForMaskedLM", config)
     plain.load_state_dict(model.state_dict())
     reference = plain(**batch, output_hidden_states=True)
     for a, b in zip(fused.hidden_states, reference.hidden_states):
@@ -88,7 +87,7 @@ def test_fused_attention_equals_plain_attention(variant):
 @pytest.mark.parametrize("variant", ["absolute", "relative", "short_span", "token_types", "talking_head"])
 def test_padded_batch_equals_each_sequence_alone(variant):
     config = make_config(variant)
-    model = build("Model", config)
+    model = build_pt("Model", config)
     batch = torch_batch(config)
     together = model(**batch).last_hidden_state
     for row in range(3):
@@ -136,7 +135,7 @@ def test_attention_against_a_direct_computation(block, recorded):
     """One relative-attention layer written out from the formulas, score by score; where autograd records the
     layer, also the gradients of its input and of every weight it reads."""
     config = make_config("relative", num_hidden_layers=1, max_relative_positions=3)
-    model = build("Model", config, std=0.1)
+    model = build_pt("Model", config, std=0.1)
     att = model.encoder.layer[0].attention.self
     att.relative_block = block
     x = torch.randn(1, 5, config.hidden_size, requires_grad=True)
@@ -269,7 +268,7 @@ def test_layers_share_their_buffers_only_without_autograd(variant, monkeypatch):
     """Without autograd every layer writes its relative scores into one buffer and every block's position products
     into another (each is dead once read), with the same outputs as buffers of their own; with autograd, which may
     keep them for the backward, each layer gets its own scores and the products are new tensors."""
-    model = build("Model", make_config(variant, num_hidden_layers=3)).eval()
+    model = build_pt("Model", make_config(variant, num_hidden_layers=3)).eval()
     batch = torch_batch(model.config)
     buffers, shared = [], deberta_pt.modeling.workspace_buffer
 
@@ -314,7 +313,7 @@ def test_inference_keeps_position_projections_until_a_weight_changes(variant, mo
     """Without autograd, in eval mode, on CPU, each layer projects the whole relative-position table once and keeps
     it between calls (`WeightCache`): the same outputs as projecting each call's rows, at every length, and a new
     projection exactly when its weights or the table changed, however they were changed, or after train()."""
-    model = build("Model", make_config(variant, num_hidden_layers=3)).eval()
+    model = build_pt("Model", make_config(variant, num_hidden_layers=3)).eval()
     table_rows = len(model.encoder.rel_embeddings.weight)
     projected, original = [], deberta_pt.modeling.DisentangledSelfAttention.position_layers
     monkeypatch.setattr(deberta_pt.modeling.DisentangledSelfAttention, "position_layers",
@@ -352,7 +351,7 @@ def test_inference_keeps_position_projections_until_a_weight_changes(variant, mo
 def test_relative_rows_are_a_slice_where_no_distance_is_clamped():
     """The rows of the relative-position table for a length: `build_relative_position`'s, as a slice (a view, no
     gather) wherever L <= R leaves every distance unclamped."""
-    encoder = build("Model", make_config("short_span")).encoder
+    encoder = build_pt("Model", make_config("short_span")).encoder
     table = torch.arange(2 * encoder.max_relative_positions)
     for length in range(1, 2 * encoder.max_relative_positions + 3):
         rows = encoder.relative_index(length, table.device)
@@ -365,7 +364,7 @@ def test_relative_rows_are_a_slice_where_no_distance_is_clamped():
 def test_in_projection_calls_an_in_proj_that_is_hooked_or_replaced(monkeypatch):
     """q, k, v with their biases (per head interleaved, as in_proj's rows), the biases inside the product; a hooked
     in_proj, or a module in its place (an adapter), is called as it is."""
-    model = build("Model", make_config("relative"))
+    model = build_pt("Model", make_config("relative"))
     att = model.encoder.layer[0].attention.self
     H, d = att.num_attention_heads, att.attention_head_size
     x = torch.randn(2, 5, model.config.hidden_size)
@@ -413,7 +412,7 @@ def test_feed_forward_activation_in_place_only_where_nothing_else_sees_the_linea
     """Without autograd the feed-forward activation runs in place on its linear's output, with the same values;
     not where a forward hook may hold that output (or expects the activation module to run)."""
     monkeypatch.setenv("DEBERTA_ZOO_ONEDNN", "0")  # the product as with autograd, so that the values are equal
-    model = build("Model", make_config(variant)).eval()
+    model = build_pt("Model", make_config(variant)).eval()
     intermediate = model.encoder.layer[0].intermediate
     hidden = torch.randn(2, 5, model.config.hidden_size)
     expected = intermediate(hidden)  # autograd on
@@ -447,21 +446,21 @@ def test_losses_against_direct_computation():
     batch = torch_batch(config)
     mask = batch["attention_mask"]
 
-    mlm = build("ForMaskedLM", config)
+    mlm = build_pt("ForMaskedLM", config)
     labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
     out = mlm(**batch, labels=labels)
     logp = torch.log_softmax(out.logits, -1)
     picked = [-logp[b, i, labels[b, i]] for b in range(3) for i in range(11) if labels[b, i] != -100]
     torch.testing.assert_close(out.loss, torch.stack(picked).mean())
 
-    tok = build("ForTokenClassification", config)
+    tok = build_pt("ForTokenClassification", config)
     labels = torch.from_numpy(make_labels("ForTokenClassification", config, make_batch(config))["labels"])
     out = tok(**batch, labels=labels)
     logp = torch.log_softmax(out.logits, -1)
     picked = [-logp[b, i, labels[b, i]] for b in range(3) for i in range(11) if mask[b, i]]
     torch.testing.assert_close(out.loss, torch.stack(picked).mean())
 
-    seq = build("ForSequenceClassification", config)
+    seq = build_pt("ForSequenceClassification", config)
     logits = seq(**batch).logits
     logp = torch.log_softmax(logits, -1)
     # single label, the negative label ignored
@@ -482,12 +481,12 @@ def test_losses_against_direct_computation():
     torch.testing.assert_close(seq(**batch, labels=torch.tensor([2, 1, 0])).loss,
                                -(logp[0, 2] + logp[1, 1] + logp[2, 0]) / 3)
     # regression with one label
-    reg = build("ForSequenceClassification", make_config("relative", num_labels=1))
+    reg = build_pt("ForSequenceClassification", make_config("relative", num_labels=1))
     target = torch.tensor([0.5, -1.0, 2.0])
     pred = reg(**batch).logits.view(-1)
     torch.testing.assert_close(reg(**batch, labels=target).loss, ((pred - target) ** 2).mean())
 
-    qa = build("ForQuestionAnswering", config)
+    qa = build_pt("ForQuestionAnswering", config)
     out = qa(**batch)
     start, end = torch.tensor([1, -4, 30]), torch.tensor([3, 2, 4])
     ls, le = torch.log_softmax(out.start_logits, -1), torch.log_softmax(out.end_logits, -1)
@@ -529,7 +528,7 @@ def test_cross_entropy_over_several_blocks_of_rows(dtype):
 @pytest.mark.parametrize("head", HEADS)
 def test_save_load_round_trip_is_exact(tmp_path, head, safe):
     config = make_config("relative")
-    model = build(head, config)
+    model = build_pt(head, config)
     files = model.save_pretrained(tmp_path, safe_serialization=safe)
     assert [f.split("/")[-1] for f in files] == ["model.safetensors" if safe else "pytorch_model.bin"]
     loaded, info = getattr(deberta_pt, "Deberta" + head).from_pretrained(tmp_path, output_loading_info=True)
@@ -546,7 +545,7 @@ def test_save_load_round_trip_is_exact(tmp_path, head, safe):
 
 def test_tied_embeddings_saved_once(tmp_path):
     config = make_config("relative")
-    model = build("ForMaskedLM", config)
+    model = build_pt("ForMaskedLM", config)
     model.tie_weights()
     assert model.cls.predictions.decoder.weight is model.deberta.embeddings.word_embeddings.weight
     model.save_pretrained(tmp_path)
@@ -568,7 +567,7 @@ def test_tied_embeddings_saved_once(tmp_path):
 
 def test_non_legacy_mlm_head_scores_against_the_word_embeddings():
     config = make_config("non_legacy_mlm")
-    model = build("ForMaskedLM", config)
+    model = build_pt("ForMaskedLM", config)
     names = [n for n, _ in model.named_parameters()]
     assert "lm_predictions.lm_head.dense.weight" in names and "lm_predictions.lm_head.bias" in names
     assert not any(n.startswith("cls.") for n in names)
@@ -581,13 +580,13 @@ def test_non_legacy_mlm_head_scores_against_the_word_embeddings():
     expected = h @ model.deberta.embeddings.word_embeddings.weight.T + head.bias
     torch.testing.assert_close(out.logits, expected, rtol=0, atol=1e-5)
     # with an embedding projection the dense maps hidden -> embedding_size, so the product is defined
-    proj = build("ForMaskedLM", make_config("embedding_projection", legacy=False))
+    proj = build_pt("ForMaskedLM", make_config("embedding_projection", legacy=False))
     assert proj(**torch_batch(proj.config)).logits.shape == (3, 11, config.vocab_size)
 
 
 def test_base_checkpoint_into_head_model_and_back(tmp_path):
     config = make_config("relative", num_labels=3)
-    base = build("Model", config)
+    base = build_pt("Model", config)
     base.save_pretrained(tmp_path / "base")
     head, info = deberta_pt.DebertaForSequenceClassification.from_pretrained(
         tmp_path / "base", output_loading_info=True)
@@ -607,7 +606,7 @@ def test_base_checkpoint_into_head_model_and_back(tmp_path):
 
 def test_sharded_save_and_load(tmp_path):
     config = make_config("relative")
-    model = build("ForMaskedLM", config)
+    model = build_pt("ForMaskedLM", config)
     files = model.save_pretrained(tmp_path, max_shard_size="20KB")
     assert len(files) > 3
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
@@ -624,7 +623,7 @@ def test_sharded_save_and_load(tmp_path):
 
 
 def test_shape_mismatch_is_an_error_unless_ignored(tmp_path, caplog):
-    build("ForSequenceClassification", make_config("relative", num_labels=3)).save_pretrained(tmp_path)
+    build_pt("ForSequenceClassification", make_config("relative", num_labels=3)).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match=r"classifier.weight.*\(3, 32\).*\(5, 32\)"):
         deberta_pt.DebertaForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
     with caplog.at_level(logging.WARNING, logger="deberta_pt"):
@@ -639,7 +638,7 @@ def test_missing_and_unexpected_are_reported(tmp_path, caplog):
     from deberta_common.checkpoints import write_safetensors
 
     config = make_config("absolute")
-    model = build("Model", config)
+    model = build_pt("Model", config)
     model.save_pretrained(tmp_path)
     state = {k: v.numpy() for k, v in model.state_dict().items() if "layer.1.output" not in k}
     state["some.other.weight"] = np.zeros(3, dtype=np.float32)
@@ -653,7 +652,7 @@ def test_missing_and_unexpected_are_reported(tmp_path, caplog):
 
 
 def test_torch_dtype(tmp_path):
-    model = build("Model", make_config("relative"))
+    model = build_pt("Model", make_config("relative"))
     model.to(torch.bfloat16).save_pretrained(tmp_path)
     assert deberta_pt.DebertaModel.from_pretrained(tmp_path, torch_dtype="auto").embeddings.LayerNorm.weight.dtype \
         == torch.bfloat16
@@ -670,7 +669,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(variant):
     labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
     grads = []
     for checkpointing in (False, True):
-        model = build("ForMaskedLM", config).train()
+        model = build_pt("ForMaskedLM", config).train()
         if checkpointing:
             model.gradient_checkpointing_enable()
         model(**batch, labels=labels).loss.backward()
@@ -688,7 +687,7 @@ def assert_fused_training_equals_plain(variant: str, dropout: float) -> None:
                              attn_implementation=implementation)
         batch = torch_batch(config)
         labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
-        model = build("ForMaskedLM", config).train()
+        model = build_pt("ForMaskedLM", config).train()
         torch.manual_seed(1)
         loss = model(**batch, labels=labels).loss
         loss.backward()
@@ -723,7 +722,7 @@ def test_second_derivatives_are_refused_not_wrong():
     labels = torch.from_numpy(make_labels("ForMaskedLM", config, make_batch(config))["labels"])
     for implementation in ("sdpa", "eager"):
         config.attn_implementation = implementation
-        model = build("ForMaskedLM", config).train()
+        model = build_pt("ForMaskedLM", config).train()
         loss = model(**batch, labels=labels).loss
         grads = torch.autograd.grad(loss, list(model.parameters()), create_graph=True)
         penalty = sum((g**2).sum() for g in grads)
@@ -736,7 +735,7 @@ def test_second_derivatives_are_refused_not_wrong():
 
 def test_inputs_embeds_and_position_ids():
     config = make_config("both_positions")
-    model = build("Model", config)
+    model = build_pt("Model", config)
     batch = torch_batch(config)
     by_ids = model(**batch).last_hidden_state
     embeds = model.embeddings.word_embeddings(batch["input_ids"])
@@ -750,7 +749,7 @@ def test_inputs_embeds_and_position_ids():
 
 def test_get_set_and_resize_token_embeddings():
     config = make_config("relative")
-    model = build("ForMaskedLM", config)
+    model = build_pt("ForMaskedLM", config)
     old = model.get_input_embeddings().weight.detach().clone()
     new = model.resize_token_embeddings(120)
     assert new.weight.shape == (120, 32) and model.config.vocab_size == 120
@@ -760,12 +759,12 @@ def test_get_set_and_resize_token_embeddings():
     batch = torch_batch(config)
     batch["input_ids"][0, 0] = 110
     assert model(**batch).logits.shape == (3, 11, 120)
-    other = build("ForMaskedLM", make_config("non_legacy_mlm"))
+    other = build_pt("ForMaskedLM", make_config("non_legacy_mlm"))
     other.resize_token_embeddings(90)
     assert other.lm_predictions.lm_head.bias.shape == (90,)
     assert other(**{k: v.clamp(max=89) for k, v in batch.items()}).logits.shape == (3, 11, 90)
     emb = torch.nn.Embedding(99, 32)
-    model2 = build("Model", config)
+    model2 = build_pt("Model", config)
     model2.set_input_embeddings(emb)
     assert model2.get_input_embeddings() is emb
 
@@ -784,7 +783,7 @@ def test_get_set_and_resize_token_embeddings():
     ],
 )
 def test_bad_inputs_raise_clear_errors(kwargs, error, words):
-    model = build("Model", make_config("absolute"))
+    model = build_pt("Model", make_config("absolute"))
     with pytest.raises(error) as err:
         model(**kwargs)
     for word in words:
@@ -792,7 +791,7 @@ def test_bad_inputs_raise_clear_errors(kwargs, error, words):
 
 
 def test_token_type_ids_out_of_range():
-    model = build("Model", make_config("token_types"))
+    model = build_pt("Model", make_config("token_types"))
     with pytest.raises(ValueError, match=r"token_type_ids must be in \[0, 2\)"):
         model(input_ids=torch.ones(1, 3, dtype=torch.long), token_type_ids=torch.tensor([[0, 1, 2]]))
 

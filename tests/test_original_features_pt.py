@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import deberta_pt
-from variants import build_pt as build
-from variants import make_batch, make_config
+from variants import build_pt, make_batch, make_config
 
 EMD = dict(legacy=False, position_biased_input=False)
 
@@ -19,7 +18,7 @@ def test_emd_written_out_from_the_paper():
     from H; the last layer applied twice; then the original head scores against the word embeddings."""
     config = make_config("absolute", num_hidden_layers=2, num_attention_heads=1, **EMD)
     assert config.enhanced_mask_decoder
-    model = build("ForMaskedLM", config, std=0.1)
+    model = build_pt("ForMaskedLM", config, std=0.1)
     ids = torch.tensor([[5, 17, 42, 8, 3, 60]])
     eps = config.layer_norm_eps
     hidden = model.deberta(input_ids=ids, output_hidden_states=True).hidden_states
@@ -51,7 +50,7 @@ def test_emd_written_out_from_the_paper():
 
 def test_emd_with_relative_attention_and_padding():
     config = make_config("relative", **EMD)
-    model = build("ForMaskedLM", config)
+    model = build_pt("ForMaskedLM", config)
     batch = {k: torch.from_numpy(v) for k, v in make_batch(config).items()}
     together = model(**batch).logits
     for row in range(3):
@@ -65,7 +64,7 @@ def test_emd_with_relative_attention_and_padding():
 
 def test_original_checkpoint_without_legacy_key_uses_its_head(tmp_path):
     config = make_config("relative", **EMD)
-    model = build("ForMaskedLM", config)
+    model = build_pt("ForMaskedLM", config)
     model.save_pretrained(tmp_path)
     data = json.loads((tmp_path / "config.json").read_text())
     del data["legacy"]  # as the original checkpoints' config.json
@@ -80,7 +79,7 @@ def test_original_checkpoint_without_legacy_key_uses_its_head(tmp_path):
 def test_p2p_written_out():
     config = make_config("relative", num_hidden_layers=1, max_relative_positions=3, pos_att_type="c2p|p2c|p2p")
     assert config.scale_factor == 4
-    model = build("Model", config, std=0.1)
+    model = build_pt("Model", config, std=0.1)
     att = model.encoder.layer[0].attention.self
     x = torch.randn(1, 5, config.hidden_size)
     H, d = config.num_attention_heads, config.hidden_size // config.num_attention_heads
@@ -108,7 +107,7 @@ def test_p2p_written_out():
 
 def test_multiple_choice():
     config = make_config("relative")
-    model = build("ForMultipleChoice", config)
+    model = build_pt("ForMultipleChoice", config)
     batch = {k: torch.from_numpy(v) for k, v in make_batch(config, batch=6).items()}
     choices = {k: v.view(2, 3, -1) for k, v in batch.items()}
     labels = torch.tensor([2, 0])
@@ -128,7 +127,7 @@ def test_multiple_choice():
 def test_multiple_choice_round_trip(tmp_path):
     from conversion.convert import convert
 
-    model = build("ForMultipleChoice", make_config("relative"))
+    model = build_pt("ForMultipleChoice", make_config("relative"))
     model.save_pretrained(tmp_path / "pt")
     convert(str(tmp_path / "pt"), str(tmp_path / "tf"), to="tf", verify_outputs=False)
     convert(str(tmp_path / "tf"), str(tmp_path / "back"), to="pt", verify_outputs=False)
