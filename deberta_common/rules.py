@@ -51,7 +51,8 @@ RELATIVE_BLOCK = 256
 ROW_ALIGNMENT = 8
 
 
-def relative_windows(length, max_relative_positions: int, transposed: bool, block: int = RELATIVE_BLOCK) -> list:
+def relative_windows(length, max_relative_positions: int, transposed: bool, block: int = RELATIVE_BLOCK,
+                     static: bool | None = None) -> list:
     """(start, stop, inner_start, inner_stop, row_start, row_stop) per block of a length-L sequence's queries
     (c2p) or, transposed, keys (p2c).
 
@@ -61,9 +62,11 @@ def relative_windows(length, max_relative_positions: int, transposed: bool, bloc
     rows: the window of the 2L rows that the inner scores read: (n, n + inner) scores whose diagonal band
     holds them, widened to a multiple of `ROW_ALIGNMENT` rows where the table has them. A length known only
     when the model runs (a TensorFlow tensor, a symbolic size under torch.export or a dynamic torch.compile)
-    gets one block of all 2L rows, so that the graph holds for every length.
+    gets one block of all 2L rows, so that the graph holds for every length. `static` says whether the length
+    is known now; by default, whether it is a Python int (Dynamo presents symbolic sizes as ints, so
+    PyTorch says).
     """
-    if not isinstance(length, int):
+    if not (isinstance(length, int) if static is None else static):
         return [(0, length, 0, length, 0, 2 * length)]
     span = relative_span(length, length, max_relative_positions)
     windows = []

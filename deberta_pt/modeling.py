@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.fx.experimental.symbolic_shapes import has_static_value
 from torch.utils.checkpoint import checkpoint
 
 from deberta_common import rules
@@ -752,7 +753,8 @@ class DisentangledSelfAttention(nn.Module):
         `torch.compile` without autograd, a new tensor (`concatenated_relative_scores`).
         """
         length = content.shape[-2]
-        windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block)
+        windows = rules.relative_windows(length, self.max_relative_positions, transposed, self.relative_block,
+                                         static=has_static_value(length))
         if torch.is_grad_enabled() and (content.requires_grad or positions.requires_grad):
             return RelativeScores.apply(score, content, positions, windows, transposed, mask)
         if torch.compiler.is_compiling():
