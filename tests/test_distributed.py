@@ -55,9 +55,14 @@ def weights(folder):
 MODES = {"ddp": [], "fsdp": ["--fsdp"], "fsdp-checkpointing": ["--fsdp", "--gradient-checkpointing"]}
 
 
+@pytest.fixture(scope="module")
+def single(checkpoint):
+    """The weights after the same steps in one process."""
+    return weights(train(checkpoint, "single", 1))
+
+
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_two_processes_match_one(checkpoint, mode):
-    single = weights(train(checkpoint, "single", 1))
+def test_two_processes_match_one(checkpoint, single, mode):
     multi_dir = train(checkpoint, mode, 2, *MODES[mode])
     multi = weights(multi_dir)
     assert sorted(single) == sorted(multi)
