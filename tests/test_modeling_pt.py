@@ -191,8 +191,9 @@ def test_relative_scores_gradients(block, transposed):
         return deberta_pt.modeling.RelativeScores.apply(None if s is None else s * 1, c, p, windows, transposed, None)
 
     for inputs in ((content, positions), (content, positions, score)):
-        assert torch.autograd.gradcheck(function, inputs)
-        assert torch.autograd.gradgradcheck(function, inputs)
+        # fast mode: the Jacobians against random directions, not every entry (a minute less for the six cases)
+        assert torch.autograd.gradcheck(function, inputs, fast_mode=True)
+        assert torch.autograd.gradgradcheck(function, inputs, fast_mode=True)
     # and the same scores as without autograd
     with torch.no_grad():
         expected = deberta_pt.modeling.add_relative_scores(None, content, positions, windows, transposed)
