@@ -108,6 +108,10 @@ def batch_with_labels(head: str, config) -> dict:
 
 MULTIPLE_CHOICE_VARIANTS = ("absolute", "relative", "token_types", "embedding_projection", "emd")
 ALL_CASES = [(v, h) for v in VARIANTS for h in HEADS] + [(v, "ForMultipleChoice") for v in MULTIPLE_CHOICE_VARIANTS]
+# XLA compiles each case for about 2.5 s on a 2-core machine: every variant with the masked-LM head (the whole
+# encoder and the most involved head), and every other head once, rather than all 80 cases.
+XLA_CASES = [(v, "ForMaskedLM") for v in VARIANTS] + [("relative", h) for h in HEADS if h != "ForMaskedLM"] \
+    + [("emd", "ForMultipleChoice")]
 
 
 @pytest.mark.parametrize("variant,head", ALL_CASES)
@@ -165,7 +169,7 @@ def test_position_ids_in_the_enhanced_mask_decoder(pairs):
     assert np.abs(expected["logits"].numpy() - default["logits"].numpy()).max() > 1e-3  # they do matter
 
 
-@pytest.mark.parametrize("variant,head", ALL_CASES)
+@pytest.mark.parametrize("variant,head", XLA_CASES)
 def test_xla_matches_pytorch(pairs, variant, head):
     pt_model, tf_model = pairs.pt_to_tf(variant, head)
     inputs = batch_with_labels(head, pt_model.config)

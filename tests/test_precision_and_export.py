@@ -77,7 +77,7 @@ def test_torch_compile_fullgraph_dynamic(head):
     """Every head traces into one graph with symbolic lengths, which a second length runs without recompiling.
     Through AOTAutograd (functionalisation, the decompositions) but not Inductor's code generation, which the tests
     below cover: Inductor compiles about 1.5 s of C++ per kernel on a 2-core machine, minutes for the six heads."""
-    config = make_config("relative", num_labels=3)
+    config = make_config("relative", num_labels=3, num_hidden_layers=1)  # Dynamo unrolls the layers
     model = build_pt(head, config, std=0.2)
     compiled = torch.compile(model, fullgraph=True, dynamic=True, backend="aot_eager")
     for length, stance in ((11, "default"), (7, "fail_on_recompile")):
