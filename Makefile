@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # A worker per core (at most 4): much of the suite waits on one thread (Inductor's C++ compiles, tracing, the
-# single-threaded example scripts). On a 2-core VM, two workers ran it in 13 to 16 minutes.
+# single-threaded example scripts). The slow tests run first (tests/conftest.py). On a 2-core VM, two workers
+# ran it in 13 minutes (2026-11-29; 15 with the install).
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 

@@ -13,3 +13,13 @@ if "DEBERTA_ZOO_CACHE" not in os.environ:
 
     os.environ["DEBERTA_ZOO_CACHE"] = tempfile.mkdtemp(prefix="deberta-zoo-native-")
     atexit.register(shutil.rmtree, os.environ["DEBERTA_ZOO_CACHE"], True)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: 10 s or more on a 2-core machine (compilers, subprocesses)")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    # The slow tests first (in their usual order): with several workers (`make test`), the tests left when one
+    # worker runs out are then short ones, not a compile of a minute while the other worker idles.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

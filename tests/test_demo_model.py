@@ -135,6 +135,7 @@ def test_demo_pytorch_only_in_process():
     assert demo.main(["--pytorch-only", "--text", "No mask in this one."]) == 1
 
 
+@pytest.mark.slow
 def test_demo_command_runs_both_frameworks():
     pytest.importorskip("deberta_tf")
     text = "The input must be a [MASK] of strings."

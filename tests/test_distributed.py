@@ -14,6 +14,7 @@ from deberta_common import DebertaTokenizerFast
 from deberta_common.checkpoints import CheckpointReader
 from variants import make_config
 
+pytestmark = pytest.mark.slow  # subprocesses
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPT2 = os.path.join(REPO, "tests", "fixtures", "gpt2")
 TEXTS = ["the cat sat on the mat", "a dog barked", "it rained all day long", "sunny and warm",

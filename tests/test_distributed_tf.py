@@ -19,6 +19,7 @@ from deberta_common import DebertaTokenizerFast
 from deberta_common.checkpoints import CheckpointReader
 from variants import make_config
 
+pytestmark = pytest.mark.slow  # subprocesses
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPT2 = os.path.join(REPO, "tests", "fixtures", "gpt2")
 SCRIPT = os.path.join(REPO, "examples", "tf_train_mirrored.py")

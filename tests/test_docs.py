@@ -20,6 +20,7 @@ def test_the_docs_have_examples():
     assert sum(len(python_blocks(p)) for p in PAGES) >= 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)])
 def test_examples_run(page, monkeypatch):
     blocks = python_blocks(page)

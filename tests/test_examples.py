@@ -79,6 +79,7 @@ RUNS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", list(RUNS))
 def test_script_trains_and_saves_a_checkpoint(run, tmp_path):
     script, model_class, arguments = RUNS[run]

@@ -201,6 +201,7 @@ def small_dataset(head: str, config, with_labels_in_x: bool = True) -> tf.data.D
     return tf.data.Dataset.from_tensor_slices((inputs, labels["labels"])).batch(4)
 
 
+@pytest.mark.slow
 def test_fit_on_internal_loss_with_xla():
     keras.utils.set_random_seed(0)
     config = make_config("relative", num_hidden_layers=1)
@@ -218,6 +219,7 @@ def test_fit_on_internal_loss_with_xla():
     assert set(predictions) == {"logits"} and predictions["logits"].shape == (8, 9, 2)
 
 
+@pytest.mark.slow
 def test_fit_on_keras_loss_with_xla():
     keras.utils.set_random_seed(0)
     config = make_config("talking_head", num_hidden_layers=1)

@@ -72,6 +72,7 @@ def test_autocast_training_with_grad_scaler_keeps_the_loss_finite(dtype):
 
 
 # ----------------------------------------------------------------------------- compile and export
+@pytest.mark.slow
 @pytest.mark.parametrize("head", HEADS + ("ForMultipleChoice",))
 def test_torch_compile_fullgraph_dynamic(head):
     """Every head traces into one graph with symbolic lengths, which a second length runs without recompiling.
@@ -93,6 +94,7 @@ def test_torch_compile_fullgraph_dynamic(head):
             torch.testing.assert_close(graph[key], eager[key], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torch_compile_inference_in_blocks_matches_eager():
     """Compiled inference (the relative scores concatenated, `concatenated_relative_scores`) gives eager's outputs
     with the scores in blocks of 3, scores beyond the span, and a padded batch and a packed (pair) mask."""
@@ -111,6 +113,7 @@ def test_torch_compile_inference_in_blocks_matches_eager():
             torch.testing.assert_close(compiled(**inputs).logits, model(**inputs).logits, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block, backend", [(3, "aot_eager"), (None, "inductor")])
 def test_torch_compile_training_matches_eager(block, backend):
     """A compiled masked-LM step gives eager's gradients, with scores beyond the span (`RelativeScores` and its
@@ -158,6 +161,7 @@ class LogitsOf(torch.nn.Module):
         return out.logits if "logits" in out else out.last_hidden_state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["Model", "ForSequenceClassification"])
 def test_onnx_export_runs_in_onnxruntime(tmp_path, head):
     ort = pytest.importorskip("onnxruntime")  # a test extra; installed by `make test`

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRITON = os.path.join(REPO, ".venv", "triton")
 
