@@ -16,7 +16,7 @@ import torch
 import deberta_common.rules
 import deberta_pt
 import deberta_tf
-from variants import HEADS, VARIANTS, make_batch, make_config, make_labels
+from variants import HEADS, VARIANTS, build_pt, make_batch, make_config, make_labels
 
 ATOL = RTOL = 1e-5
 WEIGHT_STD = 0.2  # much larger than the 0.02 init, so that a wrong term shows in the outputs
@@ -28,15 +28,6 @@ def pt_class(head: str):
 
 def tf_class(head: str):
     return getattr(deberta_tf, f"TFDeberta{head}")
-
-
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """N(0, WEIGHT_STD) for every parameter (LayerNorm scales around 1)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator) * WEIGHT_STD
-            parameter.copy_(1 + noise if name.endswith("LayerNorm.weight") else noise)
 
 
 def run_pt(model, inputs: dict, **flags) -> dict:
@@ -70,9 +61,7 @@ class Pairs:
     def pt_to_tf(self, variant: str, head: str):
         key = ("pt_to_tf", variant, head)
         if key not in self.cache:
-            torch.manual_seed(0)
-            pt_model = pt_class(head)(make_config(variant)).eval()
-            randomize(pt_model, seed=len(self.cache))
+            pt_model = build_pt(head, make_config(variant), std=WEIGHT_STD, seed=len(self.cache))
             folder = self.tmp.mktemp(f"pt-{variant}-{head}")
             pt_model.save_pretrained(folder)
             tf_model, info = tf_class(head).from_pretrained(folder, output_loading_info=True)

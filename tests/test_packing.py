@@ -16,8 +16,7 @@ import deberta_pt
 import deberta_tf
 from deberta_common.data import pack_sequences, pad_batch, unpack_sequences
 from deberta_common.rules import IGNORE_INDEX
-from test_equivalence import randomize
-from variants import make_config
+from variants import build_pt, make_config
 
 ATOL = RTOL = 1e-5
 LENGTHS = (5, 9, 3, 7, 2, 4)  # packed into rows of 12: [9 | 3], [7 | 5], [4 | 2]
@@ -109,10 +108,7 @@ def test_a_pair_mask_is_refused_where_p2p_scores_depend_on_the_row_index():
 
 
 def pt_model(variant: str, head: str = "Model", **overrides):
-    torch.manual_seed(0)
-    model = getattr(deberta_pt, f"Deberta{head}")(make_config(variant, **overrides)).eval()
-    randomize(model, seed=1)
-    return model
+    return build_pt(head, make_config(variant, **overrides), seed=1)
 
 
 @pytest.mark.parametrize("variant", ["relative", "short_span", "both_positions", "c2p", "p2c", "none",
