@@ -20,6 +20,8 @@
 # that a run cut short keeps what it measured. To try the script on a CPU first, with small shapes:
 #   DEVICE=cpu SHAPES=1x128 TRAIN_SHAPES=1x128 BLOCK_SHAPES=1x128 AGREEMENT_SHAPE=2x64 REPEATS=1 OUT=/tmp/gpu \
 #     PYTHON=benchmarks/.venv-ref/bin/python sh benchmarks/gpu.sh all
+# (on a 2-core CPU the steps graphs, compile, train and blocks took over 15 minutes; the triton steps run under
+# Triton's interpreter there, whose training row of the deberta-base model alone took over ten minutes at 1x128)
 set -u
 [ $# -gt 0 ] || { echo "usage: gpu.sh all | STEP..." >&2; exit 2; }
 DEVICE=${DEVICE:-cuda}
