@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 
 # A worker per core (at most 4): much of the suite waits on one thread (Inductor's C++ compiles, tracing, the
 # single-threaded example scripts). The slow tests run first (tests/conftest.py). On a 2-core VM, two workers
-# ran it in 13 minutes (2026-11-29; 15 with the install). The 15 slowest tests are listed at the end of each run.
+# ran it in 13 to 14 minutes (2026-11-29; 15.5 to 16.5 with the install). The 15 slowest tests are listed at the
+# end of each run.
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal --durations=15
 

@@ -32,8 +32,8 @@ def band_view(batch: int, heads: int, rows: int, cols: int, spacing: int, seed: 
 @needs_compiler
 @pytest.mark.parametrize("shape", [(2, 3, 48, 32), (1, 2, 37, 21), (2, 1, 16, 5), (1, 1, 3, 40), (1, 2, 64, 17)])
 def test_add_transposed_matches_pytorch(shape):
-    """Full tiles (16 x 16 in registers on AVX-512, 8 x 8 on AVX2) and partial ones at both edges; a target that is a slice of a
-    wider buffer."""
+    """Full tiles (16 x 16 in registers on AVX-512, 8 x 8 on AVX2) and partial ones at both edges; a target that is
+    a slice of a wider buffer."""
     batch, heads, rows, cols = shape
     value = band_view(batch, heads, rows, cols, rows + 7, seed=sum(shape))
     buffer = torch.randn(batch, heads, rows, cols + 9)
